@@ -1,0 +1,126 @@
+"""Speed and accuracy of llc.estimate_llc against devinterp's SGMCMC.sgld, in one run.
+
+Speed: the same models, chains, steps, batch size, step size and localization through devinterp's
+``SGMCMC.sgld`` optimizer (chains one after another, as devinterp runs them) and through this
+package (all chains in one batched computation, same Euler scheme), with wall times and ratios.
+The achieved FLOP rate of the batched sampler is compared with the machine's measured fp32 matmul
+rate.
+
+Accuracy: devinterp with one globally tuned setting (ε = 1e-4, γ = 10, batch 500, 8 × 2000 steps)
+against this package's default call, on the realizable suite of ``python -m llc validate``.
+
+Run: ``python bench/llc_vs_devinterp.py [--quick] [--steps 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+
+import torch
+from devinterp.optim import SGMCMC
+
+import llc
+from llc.validate import SUITE, build
+
+
+def devinterp_llc(model, data, *, chains, steps, batch, eps, gamma, nbeta, seed=0):
+    """devinterp's SGLD optimizer on a plain training loop, one chain after another."""
+    x, y = data
+    n = x.shape[0]
+    with torch.no_grad():
+        init_loss = (0.5 * ((model(x) - y) ** 2).sum(1).mean()).item()
+    per_chain = []
+    gen = torch.Generator().manual_seed(seed)
+    for c in range(chains):
+        m = copy.deepcopy(model)
+        opt = SGMCMC.sgld(m.parameters(), lr=eps, nbeta=nbeta, localization=gamma)
+        noise_gen = torch.Generator().manual_seed(seed * 1000 + c)
+        losses = []
+        for _ in range(steps):
+            idx = torch.randint(n, (batch,), generator=gen)
+            loss = 0.5 * ((m(x[idx]) - y[idx]) ** 2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step(noise_generator=noise_gen)
+            losses.append(loss.item())
+        tail = losses[len(losses) // 2 :]
+        per_chain.append(nbeta * (sum(tail) / len(tail) - init_loss))
+    return sum(per_chain) / len(per_chain)
+
+
+def matmul_rate(size: int = 1024, reps: int = 20) -> float:
+    """Measured fp32 matmul rate of this machine in GFLOP/s."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=1000, help="steps per chain for the speed table")
+    parser.add_argument("--chains", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--n", type=int, default=10_000)
+    args = parser.parse_args()
+    models = [m for m in SUITE if m.widths and (m.quick or not args.quick)]
+
+    rate = matmul_rate()
+    print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {rate:.1f} GFLOP/s\n")
+    print("speed: same chains, steps, batch, ε, γ (Euler scheme in both)")
+    head = f"{'model':<24}{'d':>6}{'devinterp s':>12}{'ours s':>9}{'speed-up':>10}{'GFLOP/s':>9}{'% matmul':>10}"
+    print(head)
+    print("-" * len(head))
+    for spec in models:
+        model, data, exact = build(spec, args.n)
+        nbeta = args.n / math.log(args.n)
+        eps, gamma = 1e-4, 1.0
+        kw = dict(chains=args.chains, steps=args.steps, batch=args.batch, eps=eps, gamma=gamma, nbeta=nbeta)
+        t0 = time.perf_counter()
+        devinterp_llc(model, data, **kw)
+        t_dev = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        llc.estimate_llc(model, data, num_chains=args.chains, num_burnin=0, num_draws=args.steps,
+                         batch_size=args.batch, step_size=eps, localization=gamma, nbeta=nbeta,
+                         scheme="euler", progress=False)
+        t_ours = time.perf_counter() - t0
+        d = sum(p.numel() for p in model.parameters())
+        flops = 6.0 * args.chains * args.batch * d * args.steps  # forward 2·B·d, backward ≈ 4·B·d
+        gf = flops / t_ours / 1e9
+        print(f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>9.0f}%",
+              flush=True)
+
+    print("\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults (realizable, at the teacher)")
+    head = f"{'model':<24}{'exact λ':>9}{'devinterp':>11}{'rel':>8}{'ours':>9}{'rel':>8}{'ours s':>8}"
+    print(head)
+    print("-" * len(head))
+    err_dev, err_ours = [], []
+    for spec in (SUITE if not args.quick else [m for m in SUITE if m.quick]):
+        model, data, exact = build(spec, args.n)
+        lam = float(exact.value)
+        nbeta = args.n / math.log(args.n)
+        if spec.widths:
+            dev = devinterp_llc(model, data, chains=8, steps=2000, batch=500, eps=1e-4, gamma=10.0, nbeta=nbeta)
+        else:
+            dev = float("nan")
+        t0 = time.perf_counter()
+        ours = llc.estimate_llc(model, data, progress=False).mean
+        t = time.perf_counter() - t0
+        if spec.widths:
+            err_dev.append(abs(dev - lam) / lam)
+        err_ours.append(abs(ours - lam) / lam)
+        print(f"{spec.name:<24}{lam:>9.2f}{dev:>11.2f}{100 * (dev - lam) / lam:>7.1f}%{ours:>9.2f}"
+              f"{100 * (ours - lam) / lam:>7.1f}%{t:>8.1f}", flush=True)
+    print(f"mean |rel err|: devinterp {100 * sum(err_dev) / max(len(err_dev), 1):.1f}% (DLN/RRR rows), "
+          f"ours {100 * sum(err_ours) / len(err_ours):.1f}%")
+
+
+if __name__ == "__main__":
+    main()

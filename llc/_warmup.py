@@ -1,0 +1,155 @@
+"""The default rule: warm-up with step-size adaptation and a stationarity test.
+
+Warm-up runs in windows of ``window`` steps. Before the first window, ε is set from the largest
+curvature of the potential at points around w* whose excess energy is typical of the posterior;
+after every window it is re-set to ``ε = c / κ̂`` with κ̂ the largest curvature of
+``U = nβ L + γ/2 ‖w − w*‖²`` at the chains' current points (power iteration with Hessian-vector
+products, warm-started). Warm-up ends once ε has settled (changed by less than 25 % over the last
+window) and the window means of ``nβ (L_B − L_B(w*))`` show no trend over the last three windows
+(difference within two standard errors plus 1 %). The number of draws is then chosen so that the
+Monte Carlo standard error, projected from the autocorrelation seen in warm-up, is about 1 % of λ̂.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from . import sampler
+from ._chains import ChainRunner
+from .diagnostics import ess
+
+__all__ = ["WarmupResult", "choose_num_draws", "initial_step_size", "warmup"]
+
+STEP_FACTOR = 1.0  # c in ε = c/κ̂: the stiffest direction moves by a = εκ/2 = 0.5 of its scale per step
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    state: sampler.SGLDState
+    config: sampler.SGLDConfig
+    llc_trace: np.ndarray  # (chain, step)
+    loss_trace: np.ndarray
+    num_steps: int
+    converged: bool
+    step_sizes: tuple[float, ...]
+
+
+@torch.no_grad()
+def _perturbation_scale(runner: ChainRunner, config: sampler.SGLDConfig, gen: torch.Generator) -> torch.Tensor:
+    """Points ``w* + σ ξ`` whose excess energy ``nβ (L − L*)`` is about d/4 (a typical posterior energy)."""
+    c, d = runner.num_chains, runner.flat.dim
+    xi = torch.randn(c, d, generator=gen, device=runner.x.device, dtype=runner.flat.center.dtype)
+    idx = runner.draw_indices()
+    target = max(d / 4.0, 0.5)
+    lo, hi = -12.0, 2.0  # log10 σ
+    center = runner.flat.center
+    base = runner.loss_center[idx].mean(1)
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        pts = center + (10.0**mid) * xi
+        losses, _ = runner.value_grad(pts, idx)
+        excess = (config.nbeta * (losses - base)).median().item()
+        if not math.isfinite(excess) or excess > target:
+            hi = mid
+        else:
+            lo = mid
+    return center + (10.0 ** (0.5 * (lo + hi))) * xi
+
+
+def initial_step_size(runner: ChainRunner, config: sampler.SGLDConfig, vecs: torch.Tensor, gen: torch.Generator) -> tuple[float, torch.Tensor]:
+    """ε₀ = c / κ̂ with κ̂ the largest curvature at w* and at typical points around it."""
+    pts = _perturbation_scale(runner, config, gen)
+    state = sampler.SGLDState(params=pts, center=runner.flat.center, noise=torch.zeros_like(pts))
+    kappa, vecs = runner.top_curvature(state, config, vecs, iters=10)
+    state0 = replace(state, params=runner.flat.center.expand_as(pts).clone())
+    kappa0, _ = runner.top_curvature(state0, config, vecs, iters=10)
+    k = max(kappa.max().item(), kappa0.max().item(), config.localization, 1e-12)
+    return STEP_FACTOR / k, vecs
+
+
+def warmup(
+    runner: ChainRunner,
+    state: sampler.SGLDState,
+    config: sampler.SGLDConfig,
+    *,
+    adapt_step: bool,
+    num_steps: int | None,
+    window: int = 100,
+    min_windows: int = 4,
+    max_windows: int = 60,
+    gen: torch.Generator,
+    progress: bool,
+) -> WarmupResult:
+    """Run the warm-up (see the module docstring). With ``num_steps`` given, run exactly that."""
+    vecs = torch.randn(state.params.shape, generator=gen, device=state.params.device, dtype=state.params.dtype)
+    if adapt_step:
+        eps0, vecs = initial_step_size(runner, config, vecs, gen)
+        config = replace(config, step_size=eps0)
+    step_sizes = [config.step_size]
+    llc_parts, loss_parts, means, ses = [], [], [], []
+    total, converged = 0, False
+    budget = num_steps if num_steps is not None else window * max_windows
+    while total < budget:
+        n_steps = min(window, budget - total)
+        state, trace = runner.run(state, n_steps, config, progress=progress, desc=f"warm-up ε={config.step_size:.2e}")
+        total += n_steps
+        loss, lc, _ = trace.stacked()
+        ex = (config.nbeta * (loss - lc)).cpu().numpy()
+        llc_parts.append(ex)
+        loss_parts.append(loss.cpu().numpy())
+        alive = np.isfinite(ex).all(axis=1)
+        if not alive.any():
+            break
+        wm = ex[alive].mean(axis=1)
+        means.append(wm.mean())
+        ses.append(wm.std(ddof=1) / math.sqrt(len(wm)) if len(wm) > 1 else abs(wm.mean()))
+        if num_steps is not None:
+            continue
+        settled = True
+        if adapt_step:
+            kappa, vecs = runner.top_curvature(state, config, vecs, iters=3)
+            k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
+            new_eps = STEP_FACTOR / max(k, config.localization, 1e-12)
+            new_eps = min(max(new_eps, 0.5 * config.step_size), 2.0 * config.step_size)
+            settled = abs(math.log(new_eps / config.step_size)) < math.log(1.25)
+            config = replace(config, step_size=new_eps)
+            step_sizes.append(new_eps)
+        if len(means) >= min_windows and settled:
+            diff = abs(means[-1] - means[-3])
+            tol = 2.0 * math.hypot(ses[-1], ses[-3]) + 0.01 * abs(means[-1])
+            if diff <= tol:
+                converged = True
+                break
+    return WarmupResult(
+        state=state,
+        config=config,
+        llc_trace=np.concatenate(llc_parts, axis=1) if llc_parts else np.zeros((runner.num_chains, 0)),
+        loss_trace=np.concatenate(loss_parts, axis=1) if loss_parts else np.zeros((runner.num_chains, 0)),
+        num_steps=total,
+        converged=converged or num_steps is not None,
+        step_sizes=tuple(step_sizes),
+    )
+
+
+def choose_num_draws(
+    warm: WarmupResult, *, rel_mcse: float = 0.01, min_draws: int = 500, max_draws: int = 4000
+) -> int:
+    """Draws so that the projected MCSE is ``rel_mcse`` of λ̂, from warm-up's last half."""
+    ex = warm.llc_trace
+    ex = ex[np.isfinite(ex).all(axis=1)]
+    half = ex[:, ex.shape[1] // 2 :]
+    if half.shape[1] < 8:
+        return min_draws
+    e = ess(half)
+    lam = abs(half.mean())
+    if not (e > 0 and lam > 0):
+        return max_draws
+    draws_per_ess = half.size / e / half.shape[0]  # steps per effective draw, per chain
+    sd = half.std(ddof=1)
+    need_ess = (sd / (rel_mcse * lam)) ** 2
+    draws = int(math.ceil(need_ess * draws_per_ess / half.shape[0]))
+    return int(min(max(draws, min_draws), max_draws))

@@ -1,0 +1,49 @@
+"""Convergence diagnostics on ``(chain, draw)`` traces, through arviz-stats.
+
+References
+----------
+.. [1] A. Vehtari, A. Gelman, D. Simpson, B. Carpenter, P.-C. Bürkner, "Rank-normalization,
+   folding, and localization: an improved R-hat for assessing convergence of MCMC",
+   Bayesian Analysis 16 (2021) 667–718.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from arviz_stats.base import array_stats
+
+__all__ = ["ess", "mcse", "rhat"]
+
+
+def _clean(trace: np.ndarray) -> np.ndarray:
+    trace = np.asarray(trace, dtype=np.float64)
+    if trace.ndim != 2:
+        raise ValueError(f"trace must have shape (chain, draw), got {trace.shape}")
+    return trace[np.isfinite(trace).all(axis=1)]
+
+
+def rhat(trace: np.ndarray) -> float:
+    """Rank-normalised split-R̂ of a ``(chain, draw)`` trace (NaN with fewer than 4 draws)."""
+    x = _clean(trace)
+    if x.shape[0] < 1 or x.shape[1] < 4:
+        return math.nan
+    return float(array_stats.rhat(x, chain_axis=0, draw_axis=1))
+
+
+def ess(trace: np.ndarray, method: str = "bulk") -> float:
+    """Effective sample size (``"bulk"`` or ``"tail"``) of a ``(chain, draw)`` trace."""
+    x = _clean(trace)
+    if x.shape[0] < 1 or x.shape[1] < 4:
+        return math.nan
+    return float(array_stats.ess(x, chain_axis=0, draw_axis=1, method=method))
+
+
+def mcse(trace: np.ndarray) -> float:
+    """Monte Carlo standard error of the mean: ``sd / √ESS`` over all finite chains."""
+    x = _clean(trace)
+    if x.size < 4:
+        return math.nan
+    e = ess(x)
+    return float(np.std(x, ddof=1) / math.sqrt(e)) if e > 0 else math.nan

@@ -1,0 +1,119 @@
+"""The result of an LLC estimate, with its diagnostics and the settings that produced it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LLCResult"]
+
+
+@dataclass(frozen=True)
+class LLCResult:
+    """An LLC estimate ``λ̂ = nβ (E[L_n(w)] − L_n(w*))``.
+
+    Attributes
+    ----------
+    mean : float
+        λ̂, the mean of ``per_chain`` over the chains that did not diverge.
+    std : float
+        Standard deviation of ``per_chain`` across those chains.
+    mcse : float
+        Monte Carlo standard error of ``mean`` from the pooled trace and its bulk ESS.
+    per_chain : ndarray, shape (chain,)
+        Each chain's estimate (NaN for a diverged chain).
+    loss_trace : ndarray, shape (chain, draw)
+        Minibatch loss ``L_B(w_t)`` at each kept draw.
+    llc_trace : ndarray, shape (chain, draw)
+        ``nβ (L_B(w_t) − L_B(w*))``, the control-variate draws whose mean is λ̂.
+    init_loss : float
+        ``L_n(w*)`` on the full data.
+    nbeta, step_size, localization : float
+        Hyperparameters actually used.
+    batch_size, num_chains, num_draws, num_burnin : int
+    sampler, scheme : str
+    r_hat : float
+        Rank-normalised split-R̂ of ``llc_trace``.
+    ess : float
+        Bulk effective sample size of ``llc_trace``.
+    mala_acceptance : ndarray, shape (chain,)
+        Mean MALA acceptance probability per chain (a step-size diagnostic).
+    diverged : ndarray of bool, shape (chain,)
+    warmup_llc : ndarray, shape (chain, step)
+        ``nβ (L_B − L_B(w*))`` during warm-up, kept to show equilibration.
+    config : dict
+        Every setting of the call and how each default was chosen.
+    """
+
+    mean: float
+    std: float
+    mcse: float
+    per_chain: np.ndarray
+    loss_trace: np.ndarray
+    llc_trace: np.ndarray
+    init_loss: float
+    nbeta: float
+    step_size: float
+    localization: float
+    batch_size: int
+    num_chains: int
+    num_draws: int
+    num_burnin: int
+    sampler: str
+    scheme: str
+    r_hat: float
+    ess: float
+    mala_acceptance: np.ndarray
+    diverged: np.ndarray
+    warmup_llc: np.ndarray
+    config: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A short text report of the estimate and its diagnostics."""
+        ok = int((~self.diverged).sum())
+        lines = [
+            f"LLC estimate  λ̂ = {self.mean:.4g} ± {self.std:.3g} (sd over {ok} chains), "
+            f"MCSE {self.mcse:.3g}",
+            f"  nβ = {self.nbeta:.4g}, step size ε = {self.step_size:.3g}, "
+            f"localization γ = {self.localization:.3g}, batch {self.batch_size}",
+            f"  sampler {self.sampler} ({self.scheme}), {self.num_chains} chains × "
+            f"{self.num_draws} draws after {self.num_burnin} warm-up steps",
+            f"  R-hat {self.r_hat:.3f}, bulk ESS {self.ess:.0f}, "
+            f"MALA acceptance {np.nanmean(self.mala_acceptance):.3f}, L_n(w*) = {self.init_loss:.4g}",
+        ]
+        if self.diverged.any():
+            lines.append(f"  diverged chains: {np.flatnonzero(self.diverged).tolist()}")
+        if self.r_hat > 1.01:
+            lines.append("  warning: R-hat > 1.01, chains disagree; run longer (num_draws).")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def plot(self, ax=None):
+        """Trace figure: ``nβ(L_B − L_B(w*))`` per chain through warm-up and draws, with λ̂.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(8, 4))
+        else:
+            fig = ax.figure
+        warm = self.warmup_llc.shape[1]
+        for c in range(self.llc_trace.shape[0]):
+            full = np.concatenate([self.warmup_llc[c], self.llc_trace[c]])
+            ax.plot(np.arange(full.size), full, lw=0.6, alpha=0.7, label=f"chain {c}")
+        ax.axvline(warm, color="k", ls=":", lw=1, label="end of warm-up")
+        ax.axhline(self.mean, color="k", lw=1.5, label=f"λ̂ = {self.mean:.3g}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("nβ (L_B(w) − L_B(w*))")
+        ax.set_title(f"LLC λ̂ = {self.mean:.3g} ± {self.std:.2g}, R-hat {self.r_hat:.3f}")
+        if self.llc_trace.shape[0] <= 8:
+            ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        return fig

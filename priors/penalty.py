@@ -1,0 +1,387 @@
+r"""Penalties: the negative log-density of a prior, as a sympy expression.
+
+``penalty(prior)`` returns ``pen(a) = −log p(a) − log Z`` where the constant ``log Z`` (the *log
+normalizer*, kept as ``Penalty.log_normalizer``) is chosen so that ``pen(0) = 0`` whenever
+``p(0)`` is finite and positive.  For priors with ``p(0) = ∞`` (horseshoe, Gamma with k < 1) or
+``p(0) = 0`` (log-normal, Gamma with k > 1) only the normalizing constant of the density is
+dropped; ``Penalty.zero_at_zero`` is then False.
+
+Spike-and-slab ``(1 − π) δ₀ + π g`` uses the counting measure on the atom and Lebesgue measure
+off it (the joint MAP over (a, s)): ``pen(0) = 0`` and, for ``a ≠ 0``,
+``pen(a) = log((1 − π)/π) − log g(a)``, i.e. an L0 cost ``log((1 − π)/(π g(0)))`` plus the slab's
+penalty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import sympy as sp
+
+from ._torch_compile import compile_torch
+from .prior import Prior, _as_vars, _real_var, as_support, to_sympy_number
+
+__all__ = ["Penalty", "branch", "penalty", "split_constant"]
+
+_Y = sp.Symbol("y_", positive=True)
+
+
+def split_constant(expr: sp.Expr, vars_) -> tuple[sp.Expr, sp.Expr]:
+    """Split ``expr`` into (part depending on ``vars_``, additive constant)."""
+    dep, const = sp.S.Zero, sp.S.Zero
+    for term in sp.Add.make_args(expr):
+        if term.free_symbols & set(vars_):
+            dep += term
+        else:
+            const += term
+    return dep, const
+
+
+def branch(expr: sp.Expr, var: sp.Symbol, sign: int) -> sp.Expr:
+    """``expr`` on the branch ``var = sign·y`` with ``y > 0`` (so that |var| and sign simplify)."""
+    return sp.piecewise_fold(expr.subs(var, sign * _Y))
+
+
+def _is_finite_number(e: sp.Expr) -> bool:
+    # E_n(0) = oo for n <= 1, which sympy leaves unevaluated
+    e = e.replace(lambda x: isinstance(x, sp.expint) and x.args[1] == 0 and x.args[0] <= 1,
+                  lambda x: sp.oo)
+    if e.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        return False
+    return e.is_finite is not False
+
+
+@dataclass(frozen=True, eq=False)
+class Penalty:
+    r"""A penalty ``pen(a)`` (a sympy expression) with its variable(s) and support.
+
+    Parameters
+    ----------
+    expr : sympy.Expr or str
+        The penalty on its support (outside it the penalty is +∞).
+    var : sympy.Symbol or tuple of Symbol
+        The variable, or the variables of a non-separable (joint) penalty.
+    support : {"real", "positive"} or sympy.Set
+        Where the penalty is finite; the indicator ``ι_support`` is implied.
+    log_normalizer : sympy.Expr, optional
+        ``log ∫ exp(−pen)``, the constant dropped from ``−log p`` (None if unknown).
+
+    Notes
+    -----
+    The prior of a penalty is ``p(a) = exp(−pen(a) − log_normalizer)``.
+    """
+
+    expr: Any
+    var: Any
+    support: Any = "real"
+    log_normalizer: Any = None
+    zero_at_zero: bool | None = None
+    prior: Prior | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        vs = _as_vars(self.var)
+        rv = tuple(_real_var(v) for v in vs)
+        expr = sp.sympify(self.expr).subs(dict(zip(vs, rv)))
+        object.__setattr__(self, "expr", expr)
+        object.__setattr__(self, "var", rv[0] if len(rv) == 1 else rv)
+        object.__setattr__(self, "support", as_support(self.support, len(rv)))
+        if self.log_normalizer is not None:
+            object.__setattr__(self, "log_normalizer", sp.sympify(self.log_normalizer))
+        if self.zero_at_zero is None and len(rv) == 1:
+            v0 = expr.subs(rv[0], 0)
+            object.__setattr__(self, "zero_at_zero", bool(v0 == 0))
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def vars(self) -> tuple[sp.Symbol, ...]:
+        return _as_vars(self.var)
+
+    @property
+    def dim(self) -> int:
+        return len(self.vars)
+
+    @property
+    def params(self) -> tuple[sp.Symbol, ...]:
+        """Free parameters, sorted by name."""
+        return tuple(sorted(self.expr.free_symbols - set(self.vars), key=lambda s: s.name))
+
+    @property
+    def separable(self) -> bool:
+        r"""Whether ``pen(a) = Σ_i f_i(a_i)`` (⇔ independent priors).
+
+        Notes
+        -----
+        Checked structurally (a sum of single-variable terms), else by the mixed partials
+        ``∂²pen/∂a_i∂a_j`` (non-zero ⇒ coupled) and by conditions of piecewise parts that
+        involve several variables (indicators such as ``‖a‖₀ ≤ 1`` have zero mixed partials
+        almost everywhere yet couple the coordinates).
+        """
+        return _separable(self.expr, self.vars)
+
+    @property
+    def is_univariate(self) -> bool:
+        return self.dim == 1
+
+    def subs(self, **values: float) -> Penalty:
+        """Substitute numeric parameter values by name."""
+        by_name = {s.name: s for s in self.params}
+        if "pi" in values and "varpi" in by_name:
+            values["varpi"] = values.pop("pi")
+        if "lam" in values and "lambda" in by_name:
+            values["lambda"] = values.pop("lam")
+        unknown = set(values) - set(by_name)
+        if unknown:
+            raise ValueError(f"subs: unknown parameter(s) {sorted(unknown)}; have {sorted(by_name)}")
+        m = {by_name[k]: to_sympy_number(v) for k, v in values.items()}
+        meta = {}
+        for k, v in self.meta.items():
+            if isinstance(v, Penalty):
+                own = {p.name for p in v.params}
+                v = v.subs(**{n: x for n, x in values.items() if n in own})
+            elif isinstance(v, sp.Basic):
+                v = v.subs(m)
+            meta[k] = v
+        return Penalty(
+            self.expr.subs(m),
+            self.var,
+            self.support,
+            None if self.log_normalizer is None else self.log_normalizer.subs(m),
+            self.zero_at_zero,
+            None if self.prior is None or "penalty" in self.prior.meta
+            else self.prior.subs(**dict(values)),
+            meta,
+        )
+
+    # ------------------------------------------------------------------ calculus
+    def diff(self) -> sp.Expr | tuple[sp.Expr, ...]:
+        r"""Derivative ``pen'(a)`` (the gradient for joint penalties), i.e. minus the score.
+
+        Notes
+        -----
+        ``pen'(a) = −∂ log p(a)/∂a``; at kinks sympy's conventions apply (``d|a|/da = sign(a)``).
+        """
+        if self.dim == 1:
+            return sp.diff(self.expr, self.var)
+        return tuple(sp.diff(self.expr, v) for v in self.vars)
+
+    def score(self) -> sp.Expr | tuple[sp.Expr, ...]:
+        """The score ``∂ log p/∂a = −pen'(a)``."""
+        d = self.diff()
+        return tuple(-x for x in d) if isinstance(d, tuple) else -d
+
+    def convexity_region(self) -> sp.Set | None:
+        r"""Set of ``a`` (off the kink at 0) where ``pen''(a) ≥ 0``; None if sympy cannot tell.
+
+        For joint penalties this is only available for radial ones (``pen = f(‖a‖)``) and
+        is returned as the set of radii where ``f`` is convex.
+        """
+        from ._convexity import convexity_region
+
+        return convexity_region(self)
+
+    @property
+    def is_convex(self) -> bool | None:
+        """True/False when decided, None when sympy cannot decide (symbolic parameters)."""
+        from ._convexity import is_convex
+
+        return is_convex(self)
+
+    # ------------------------------------------------------------------ printing
+    def latex(self) -> str:
+        """LaTeX of the penalty, with the support indicator when the support is not ℝ."""
+        s = sp.latex(self.expr)
+        if self.dim == 1 and self.support != sp.Reals:
+            s += r" + \iota_{%s}(%s)" % (sp.latex(self.support), sp.latex(self.var))
+        return s
+
+    def __str__(self) -> str:
+        s = str(self.expr)
+        if self.dim == 1 and self.support != sp.Reals:
+            s += f" + ι[{self.var} ∈ {self.support}]"
+        return s
+
+    def __repr__(self) -> str:
+        return f"Penalty({self}, var={self.var})"
+
+    # ------------------------------------------------------------------ compilation
+    def to_torch(self, **params: float) -> Callable:
+        r"""Differentiable torch function ``f(a, **free_params)`` of the penalty, elementwise.
+
+        Parameters
+        ----------
+        **params
+            Values for parameters (substituted before compiling).  Parameters left symbolic
+            become keyword arguments of the returned function (tensors allowed, e.g. learnable).
+
+        Returns
+        -------
+        callable
+            ``f(a) -> tensor`` of ``a``'s shape (dtype and device of ``a``); for joint
+            penalties ``a`` has shape ``(..., d)`` and the result ``(...)``.  Outside the
+            support the value is ``+inf`` with gradient 0.
+
+        Notes
+        -----
+        Subgradients at kinks: ``d|a|/da = 0`` at 0 (torch's convention) and
+        ``d|a|^p/da = 0`` at 0 for ``p < 1`` (instead of NaN).
+        """
+        pen = self.subs(**params) if params else self
+        return _compile_penalty(pen)
+
+    def to_numpy(self, **params: float) -> Callable:
+        """Numpy version of the penalty (for tests and numeric integration)."""
+        pen = self.subs(**params) if params else self
+        free = pen.params
+        f = sp.lambdify(list(pen.vars) + list(free), pen.expr, modules=["scipy", "numpy"])
+        return f
+
+
+def _separable(expr: sp.Expr, vars_) -> bool:
+    if len(vars_) == 1:
+        return True
+    vs = set(vars_)
+    terms = sp.Add.make_args(sp.expand(expr, deep=False))
+    if all(len(t.free_symbols & vs) <= 1 for t in terms):
+        return True
+    for pw in expr.atoms(sp.Piecewise):
+        for _, cond in pw.args:
+            if len(getattr(cond, "free_symbols", set()) & vs) > 1:
+                return False
+    for i, vi in enumerate(vars_):
+        for vj in vars_[i + 1 :]:
+            mixed = sp.simplify(sp.diff(expr, vi, vj))
+            if mixed != 0:
+                return False
+    return True
+
+
+def _compile_penalty(pen: Penalty) -> Callable:
+    import torch
+
+    free = pen.params
+    names = [s.name for s in free]
+    fn = compile_torch(pen.expr, list(pen.vars) + list(free))
+    support = pen.support
+    lo = hi = None
+    if pen.dim == 1 and support != sp.Reals:
+        if not isinstance(support, sp.Interval):
+            raise ValueError(f"to_torch: unsupported support {support}")
+        lo, hi = support.inf, support.sup
+        lo_open, hi_open = support.left_open, support.right_open
+    dim = pen.dim
+
+    def f(a, **kw):
+        missing = [n for n in names if n not in kw]
+        if missing or set(kw) - set(names):
+            raise TypeError(
+                f"penalty: expected keyword parameters {names}, got {sorted(kw)}"
+            )
+        extra = [kw[n] for n in names]
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+        if dim > 1:
+            if a.shape[-1] != dim:
+                raise ValueError(f"a: expected last dimension {dim}, got shape {tuple(a.shape)}")
+            out = fn(*a.unbind(-1), *extra)
+            ref = a[..., 0]
+        elif lo is None:
+            out = fn(a, *extra)
+            ref = a
+        else:
+            inside = torch.ones_like(a, dtype=torch.bool)
+            if lo.is_finite:
+                inside &= (a > float(lo)) if lo_open else (a >= float(lo))
+            if hi.is_finite:
+                inside &= (a < float(hi)) if hi_open else (a <= float(hi))
+            # evaluate on a safe point outside the support so that no NaN gradient leaks
+            safe_pt = float(lo) + 1.0 if lo.is_finite else float(hi) - 1.0
+            if lo.is_finite and hi.is_finite:
+                safe_pt = 0.5 * (float(lo) + float(hi))
+            a_safe = torch.where(inside, a, torch.full_like(a, safe_pt))
+            out = fn(a_safe, *extra)
+            out = torch.where(inside, out, torch.full_like(a, float("inf")))
+            ref = a
+        if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
+            out = torch.as_tensor(out, dtype=ref.dtype, device=ref.device).expand(ref.shape)
+        if a.requires_grad and not out.requires_grad:
+            out = out + 0 * ref  # piecewise-constant penalties (L0): zero gradient, not an error
+        return out
+
+    f.__doc__ = f"Compiled penalty {pen} (parameters: {names or 'none'})."
+    return f
+
+
+
+def penalty(prior: Prior) -> Penalty:
+    r"""The penalty ``−log p`` of a prior, shifted so that ``pen(0) = 0`` where ``p(0)`` is finite.
+
+    Parameters
+    ----------
+    prior : Prior
+
+    Returns
+    -------
+    Penalty
+        With ``log_normalizer`` such that ``p(a) = exp(−pen(a) − log_normalizer)``.
+
+    Notes
+    -----
+    ``pen(a) = −log p(a) + log p(0)`` when ``0 < p(0) < ∞``; otherwise ``pen(a) = −log(Z p(a))``
+    with ``Z`` the density's normalizing constant.  Spike-and-slab: see the module docstring.
+
+    Examples
+    --------
+    >>> import priors
+    >>> priors.penalty(priors.get("laplace", b=2)).expr
+    Abs(a)/2
+    """
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior: expected a priors.Prior, got {type(prior).__name__}")
+    return _penalty(prior)
+
+
+def _neg_log(density: sp.Expr) -> sp.Expr:
+    raw = sp.expand_log(-sp.log(density), force=True)
+    return raw
+
+
+def _simplify_dep(dep: sp.Expr) -> sp.Expr:
+    # factor_terms turns nu*log(X)/2 + log(X)/2 into (nu + 1)*log(X)/2 without combining logs
+    out = sp.factor_terms(dep)
+    return out if sp.count_ops(out) <= sp.count_ops(dep) else dep
+
+
+@lru_cache(maxsize=512)  # Prior hashes by identity
+def _penalty(prior: Prior) -> Penalty:
+    vars_ = prior.vars
+    if "penalty" in prior.meta:  # joint priors give their penalty directly
+        return prior.meta["penalty"]
+    raw = _neg_log(prior.density)
+    dep, const = split_constant(raw, vars_)
+    dep = _simplify_dep(dep)
+    if prior.atom is not None:
+        (a,) = vars_
+        d0 = dep.subs(a, 0)
+        if not _is_finite_number(d0):
+            d0 = sp.S.Zero
+        l0 = sp.simplify(const + d0 + sp.log(prior.atom))
+        slab_pen = sp.simplify(dep - d0)
+        expr = sp.Piecewise((0, sp.Eq(a, 0)), (slab_pen + l0, True))
+        meta = {"l0_weight": l0, "slab_penalty": slab_pen}
+        return Penalty(expr, a, prior.support, -sp.log(prior.atom), True, prior, meta)
+    if prior.dim == 1:
+        at0 = dep.subs(vars_[0], 0) if 0 in prior.support else sp.zoo
+    else:
+        at0 = dep.subs({v: 0 for v in vars_})
+    if _is_finite_number(at0):
+        expr = dep - at0 if at0 != 0 else dep
+        expr = _simplify_dep(expr)
+        zero = True
+        log_norm = sp.simplify(const + at0)
+    else:
+        expr, zero, log_norm = dep, False, sp.simplify(const)
+    return Penalty(expr, prior.var, prior.support, log_norm, zero, prior, {})

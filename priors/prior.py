@@ -1,0 +1,319 @@
+"""Priors over feature activations as sympy densities.
+
+A :class:`Prior` holds a normalized density (a sympy expression), its variable(s), its support
+and its free parameters.  Spike-and-slab priors also carry a point mass at 0 (``atom``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+__all__ = ["ImproperPriorError", "Prior", "as_support", "param_symbol", "to_sympy_number"]
+
+
+class ImproperPriorError(ValueError):
+    """Raised when a density (or ``exp(-penalty)``) does not integrate to a finite value."""
+
+
+#: assumptions of the named parameters used by the catalog and :meth:`Prior.from_scipy`
+_PARAM_ASSUMPTIONS: dict[str, dict[str, bool]] = {
+    "mu": {"real": True},
+    "loc": {"real": True},
+}
+
+_PARAM_LATEX = {"pi": "varpi", "lam": "lambda", "lambda": "lambda"}
+
+
+def param_symbol(name: str) -> sp.Symbol:
+    """The sympy symbol of a named parameter, with its assumptions (positive unless a location).
+
+    The weight ``pi`` of spike-and-slab is printed as ``varpi`` to keep it apart from the constant.
+    """
+    assumptions = _PARAM_ASSUMPTIONS.get(name, {"positive": True})
+    return sp.Symbol(_PARAM_LATEX.get(name, name), **assumptions)
+
+
+def as_support(support: Any, dim: int = 1) -> sp.Set:
+    """Convert ``"real"``, ``"positive"``/``"nonnegative"`` or a sympy Set into a sympy Set.
+
+    For ``dim > 1`` a string gives the product set (e.g. ``Reals**dim``).
+    """
+    if isinstance(support, sp.Set):
+        return support
+    if not isinstance(support, str):
+        raise TypeError(
+            f"support: expected 'real', 'positive', 'nonnegative' or a sympy Set, got {support!r}"
+        )
+    key = support.lower()
+    if key in ("real", "reals", "r"):
+        base = sp.Reals
+    elif key in ("positive", "nonnegative", "r+", "halfline"):
+        base = sp.Interval(0, sp.oo)
+    else:
+        raise ValueError(
+            f"support: expected 'real', 'positive' or 'nonnegative' (or a sympy Set), got {support!r}"
+        )
+    return base if dim == 1 else sp.ProductSet(*([base] * dim))
+
+
+def _as_vars(var: Any) -> tuple[sp.Symbol, ...]:
+    vs = tuple(var) if isinstance(var, (tuple, list)) else (var,)
+    for v in vs:
+        if not isinstance(v, sp.Symbol):
+            raise TypeError(f"var: expected a sympy Symbol or a tuple of Symbols, got {v!r}")
+    if len(set(vs)) != len(vs):
+        raise ValueError(f"var: variables must be distinct, got {vs}")
+    return vs
+
+
+def _real_var(v: sp.Symbol) -> sp.Symbol:
+    return v if v.is_real else sp.Symbol(v.name, real=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Prior:
+    r"""A prior over activations: ``p(a) = atom·δ₀(a) + density(a)``.
+
+    Parameters
+    ----------
+    density : sympy.Expr
+        The (absolutely continuous part of the) density, normalized so that
+        ``atom + ∫ density = 1``.
+    var : sympy.Symbol or tuple of Symbol
+        The activation variable, or the variables of a joint prior.
+    support : sympy.Set
+        ``Reals``, ``Interval(0, oo)``, or a product set for joint priors.
+    params : tuple of Symbol
+        Free parameters (symbols with their assumptions).
+    name : str
+        Family name.
+    atom : sympy.Expr or None
+        Probability mass at 0 (spike-and-slab); ``None`` for absolutely continuous priors.
+    meta : Mapping
+        Family-specific information (e.g. ``slab``, ``radial`` profile of a joint prior).
+
+    Notes
+    -----
+    Build priors with :func:`priors.get`, :meth:`from_density` or :meth:`from_scipy`; the
+    constructor does not check normalization.
+    """
+
+    density: sp.Expr
+    var: Any
+    support: sp.Set
+    params: tuple = ()
+    name: str = "custom"
+    atom: sp.Expr | None = None
+    meta: Mapping = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ basic properties
+    @property
+    def vars(self) -> tuple[sp.Symbol, ...]:
+        """The variables as a tuple (length 1 for univariate priors)."""
+        return _as_vars(self.var)
+
+    @property
+    def dim(self) -> int:
+        return len(self.vars)
+
+    @property
+    def free_params(self) -> tuple[sp.Symbol, ...]:
+        """Free symbols of the density other than the variables, sorted by name."""
+        syms = set(self.density.free_symbols)
+        if self.atom is not None:
+            syms |= set(sp.sympify(self.atom).free_symbols)
+        return tuple(sorted(syms - set(self.vars), key=lambda s: s.name))
+
+    def subs(self, **values: float) -> Prior:
+        """Substitute numeric values for parameters given by name (e.g. ``nu=3``)."""
+        by_name = {s.name: s for s in self.free_params}
+        for alias, target in _PARAM_LATEX.items():
+            if alias in values and target in by_name:
+                values[target] = values.pop(alias)
+        unknown = set(values) - set(by_name)
+        if unknown:
+            raise ValueError(
+                f"subs: unknown parameter(s) {sorted(unknown)}; this prior has "
+                f"{sorted(by_name)}"
+            )
+        mapping = {}
+        for k, v in values.items():
+            s = by_name[k]
+            val = to_sympy_number(v) if not isinstance(v, sp.Basic) else v
+            _check_param_value(s, val)
+            mapping[s] = val
+        meta = dict(self.meta)
+        for key in ("radial", "penalty", "slab"):
+            if key in meta and meta[key] is not None:
+                own = {p.name for p in meta[key].params}
+                meta[key] = meta[key].subs(**{by_name[k].name: v for k, v in values.items()
+                                              if by_name[k].name in own})
+        if "pi" in meta and isinstance(meta["pi"], sp.Basic):
+            meta["pi"] = meta["pi"].subs(mapping)
+        out = replace(
+            self,
+            density=self.density.subs(mapping),
+            atom=None if self.atom is None else sp.sympify(self.atom).subs(mapping),
+            params=tuple(p for p in self.params if p not in mapping),
+            meta=meta,
+        )
+        if "penalty" in meta:
+            object.__setattr__(meta["penalty"], "prior", out)
+        return out
+
+    def pdf(self, x: np.ndarray, **params: float) -> np.ndarray:
+        """Evaluate the continuous density at ``x`` (numpy; last axis = variables if joint)."""
+        prior = self.subs(**params) if params else self
+        if prior.free_params:
+            raise ValueError(
+                f"pdf: give values for the free parameters {[s.name for s in prior.free_params]}"
+            )
+        f = sp.lambdify(prior.vars, prior.density, modules=["scipy", "numpy"])
+        x = np.asarray(x, dtype=float)
+        if self.dim == 1:
+            out = np.asarray(f(x), dtype=float) * np.ones_like(x)
+            return np.where(_in_support_np(prior.support, x), out, 0.0)
+        return np.asarray(f(*np.moveaxis(x, -1, 0)), dtype=float)
+
+    def logpdf(self, x: np.ndarray, **params: float) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.pdf(x, **params))
+
+    def penalty(self):
+        """Shortcut for :func:`priors.penalty`."""
+        from .penalty import penalty
+
+        return penalty(self)
+
+    def __repr__(self) -> str:
+        atom = "" if self.atom is None else f", atom={self.atom}"
+        return f"Prior({self.name}: {self.density}, var={self.var}{atom})"
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_density(
+        cls,
+        expr: Any,
+        var: Any,
+        support: Any = "real",
+        name: str = "custom",
+        normalize: bool = True,
+    ) -> Prior:
+        r"""A prior from any non-negative, integrable density (normalized here).
+
+        Parameters
+        ----------
+        expr : sympy.Expr or str
+            The density, possibly unnormalized, in ``var`` and parameters.
+        var : sympy.Symbol or tuple of Symbol
+            The variable(s).
+        support : {"real", "positive"} or sympy.Set
+            Where the density lives; outside it the density is 0.
+        normalize : bool
+            Divide by ``Z = ∫ expr`` (computed symbolically, numerically as a fallback).
+
+        Raises
+        ------
+        ValueError
+            If the density is negative somewhere on its support.
+        ImproperPriorError
+            If it does not integrate to a finite, positive value.
+        """
+        vs = _as_vars(var)
+        expr = sp.sympify(expr)
+        rv = tuple(_real_var(v) for v in vs)
+        expr = expr.subs(dict(zip(vs, rv)))
+        sup = as_support(support, len(rv))
+        _check_nonnegative(expr, rv, sup)
+        params = tuple(sorted(expr.free_symbols - set(rv), key=lambda s: s.name))
+        var_out = rv[0] if len(rv) == 1 else rv
+        if normalize:
+            from ._integrate import normalizer
+
+            z, cond = normalizer(expr, rv, sup)
+            if cond is not sp.true and cond != sp.true:
+                meta = {"normalizable_if": cond}
+            else:
+                meta = {}
+            expr = sp.simplify(expr / z) if len(str(z)) < 200 else expr / z
+        else:
+            meta = {}
+        return cls(density=expr, var=var_out, support=sup, params=params, name=name, meta=meta)
+
+    @classmethod
+    def from_scipy(cls, name: str, **params: float) -> Prior:
+        """The prior of a scipy.stats family with its scipy parameters (``loc``, ``scale``, shapes).
+
+        Examples
+        --------
+        >>> Prior.from_scipy("t", df=3, scale=0.5)            # doctest: +SKIP
+        >>> Prior.from_scipy("gennorm", beta=0.7, scale=2.0)   # doctest: +SKIP
+        """
+        from ._scipy_families import from_scipy
+
+        return from_scipy(name, **params)
+
+
+def to_sympy_number(x: Any) -> sp.Expr:
+    """An int/float as an exact Rational when it is one with a small denominator, else a Float."""
+    if isinstance(x, sp.Expr):
+        return x
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"expected a number, got {x!r}")
+    if isinstance(x, (int, np.integer)):
+        return sp.Integer(int(x))
+    from fractions import Fraction
+
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"expected a finite number, got {x}")
+    fr = Fraction(x).limit_denominator(1000)
+    if float(fr) == x:
+        return sp.Rational(fr.numerator, fr.denominator)
+    return sp.Float(x, 17)
+
+
+def _check_param_value(sym: sp.Symbol, val: sp.Expr) -> None:
+    if val.is_number:
+        if not val.is_real or not val.is_finite:
+            raise ValueError(f"parameter {sym.name}: expected a finite real number, got {val}")
+        if sym.is_positive and not val.is_positive:
+            raise ValueError(f"parameter {sym.name}: must be > 0, got {val}")
+
+
+def _in_support_np(support: sp.Set, x: np.ndarray) -> np.ndarray:
+    if support == sp.Reals:
+        return np.ones_like(x, dtype=bool)
+    if isinstance(support, sp.Interval):
+        lo, hi = float(support.inf), float(support.sup)
+        left = x >= lo if not support.left_open else x > lo
+        right = x <= hi if not support.right_open else x < hi
+        return left & right
+    raise ValueError(f"support {support} not supported for numeric evaluation")
+
+
+def _check_nonnegative(expr: sp.Expr, rv: Sequence[sp.Symbol], support: sp.Set) -> None:
+    if expr.is_negative:
+        raise ValueError(f"density: {expr} is negative")
+    free = expr.free_symbols - set(rv)
+    if len(rv) == 1 and not free:
+        # numeric check on a grid over the support
+        sup = support
+        lo = float(sup.inf) if sup.inf.is_finite else -50.0
+        hi = float(sup.sup) if sup.sup.is_finite else 50.0
+        grid = np.concatenate([np.linspace(lo, hi, 2001), np.geomspace(1e-6, 50, 200)])
+        grid = grid[(grid >= lo) & (grid <= hi)]
+        f = sp.lambdify(rv, expr, modules=["scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            vals = np.asarray(f(grid), dtype=complex) * np.ones_like(grid)
+        bad = (vals.real < 0) | (np.abs(vals.imag) > 1e-12 * (1 + np.abs(vals.real)))
+        if np.any(bad & np.isfinite(vals.real)):
+            x0 = grid[np.argmax(bad)]
+            raise ValueError(
+                f"density: {expr} is negative or not real on the support, e.g. at {rv[0]} = {x0:g}"
+            )

@@ -1,0 +1,162 @@
+"""Small models whose learning coefficient is known exactly, and seeded data for them.
+
+The estimand of the LLC equals the global formulas of :mod:`theory.exact` only at the most singular
+true parameter. For a deep linear network that is the *normal form*: every layer holds an r×r block
+in its top-left corner and exact zeros elsewhere. :func:`normal_form_teacher` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .exact import (
+    LearningCoefficient,
+    _check_widths_rank,
+    deep_linear_network,
+    normal_crossing,
+)
+
+__all__ = [
+    "DeepLinearNetwork",
+    "NormalCrossingModel",
+    "normal_form_teacher",
+    "teacher_student_data",
+]
+
+
+def _generator(seed: int | torch.Generator | None) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        raise TypeError("seed must be an int or a torch.Generator, got None")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
+
+
+class DeepLinearNetwork(nn.Sequential):
+    """``f(x) = W_L ⋯ W_1 x`` as a stack of bias-free :class:`torch.nn.Linear` layers.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        ``[H_0, ..., H_L]``, input width first.
+    """
+
+    def __init__(self, widths: Sequence[int]):
+        widths, _ = _check_widths_rank(widths, 0)
+        super().__init__(*(nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])))
+        self.widths = tuple(widths)
+
+    def learning_coefficient(self, rank: int) -> LearningCoefficient:
+        """Exact λ at a normal-form true parameter of the given rank."""
+        return deep_linear_network(self.widths, rank)
+
+
+def normal_form_teacher(
+    widths: Sequence[int],
+    rank: int,
+    *,
+    seed: int | torch.Generator = 0,
+    singular_values: tuple[float, float] = (0.7, 1.3),
+    dtype: torch.dtype = torch.float32,
+) -> DeepLinearNetwork:
+    """A deep linear network at the most singular parameter of a rank-``rank`` true map.
+
+    Each layer is ``W_l = [[B_l, 0], [0, 0]]`` with ``B_l`` an r×r block with singular values drawn
+    uniformly from ``singular_values`` (random orthogonal factors), all other entries exactly 0.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        ``[H_0, ..., H_L]``.
+    rank : int
+        ``0 <= rank <= min(widths)``.
+    seed : int or torch.Generator
+        Source of randomness for the blocks.
+    singular_values : (float, float)
+        Range of the blocks' singular values (keeps the teacher well conditioned).
+    dtype : torch.dtype
+        Parameter dtype.
+    """
+    widths, rank = _check_widths_rank(widths, rank)
+    lo, hi = singular_values
+    if not 0 < lo <= hi:
+        raise ValueError(f"singular_values must satisfy 0 < low <= high, got {singular_values}")
+    gen = _generator(seed)
+    model = DeepLinearNetwork(widths).to(dtype)
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.zero_()
+            if rank == 0:
+                continue
+            q1, _ = torch.linalg.qr(torch.randn(rank, rank, generator=gen, dtype=torch.float64))
+            q2, _ = torch.linalg.qr(torch.randn(rank, rank, generator=gen, dtype=torch.float64))
+            s = lo + (hi - lo) * torch.rand(rank, generator=gen, dtype=torch.float64)
+            layer.weight[:rank, :rank] = (q1 * s) @ q2.T
+    return model
+
+
+@torch.no_grad()
+def teacher_student_data(
+    teacher: nn.Module,
+    n: int,
+    input_dim: int,
+    *,
+    noise_std: float = 0.0,
+    seed: int | torch.Generator = 0,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded regression data ``x ~ N(0, I)``, ``y = teacher(x) + noise_std · N(0, I)``.
+
+    Returns
+    -------
+    inputs : Tensor, shape (n, input_dim)
+    targets : Tensor, shape (n, output_dim)
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+        raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
+    if not noise_std >= 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    gen = _generator(seed)
+    if dtype is None:
+        dtype = next(iter(teacher.parameters()), torch.empty(0)).dtype
+    x = torch.randn(n, input_dim, generator=gen, dtype=dtype)
+    y = teacher(x)
+    if noise_std > 0:
+        y = y + noise_std * torch.randn(y.shape, generator=gen, dtype=y.dtype)
+    return x, y
+
+
+class NormalCrossingModel(nn.Module):
+    """``f(x) = x · Π_i w_i^{k_i}``, whose true parameter is ``w = 0`` for the target ``y = 0``.
+
+    With ``x ~ N(0, 1)`` and the loss ½(y − f(x))², ``K(w) = ½ Π_i w_i^{2 k_i}`` and
+    ``λ = min_i 1/(2 k_i)`` (:func:`theory.exact.normal_crossing`).
+
+    Parameters
+    ----------
+    k : sequence of int
+        Positive exponents, one per parameter.
+    """
+
+    def __init__(self, k: Sequence[int]):
+        super().__init__()
+        self.learning_coefficient_value = normal_crossing(k)  # validates k
+        if min(k) < 1:
+            raise ValueError(f"every exponent in k must be >= 1, got {list(k)}")
+        self.k = tuple(int(ki) for ki in k)
+        self.w = nn.Parameter(torch.zeros(len(self.k)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        exps = torch.tensor(self.k, dtype=self.w.dtype, device=self.w.device)
+        return x * torch.prod(self.w**exps)
+
+    def learning_coefficient(self) -> LearningCoefficient:
+        """Exact λ and multiplicity at ``w = 0``."""
+        return self.learning_coefficient_value
