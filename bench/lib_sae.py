@@ -10,8 +10,8 @@ layer's activations in three coordinate systems:
 * ``pca``: centered PCA coordinates ``(h - μ) U`` (all non-zero-variance directions);
 * ``lib``: interaction-basis features ``f̂ = (h, 1) C``.
 
-Each basis's coordinates are scaled by one scalar so that ``E‖v‖² = 1`` (so one L1 coefficient
-means the same in all three).  Reported, as mean ± standard error over seeds:
+Each basis's coordinates are scaled by one scalar so that ``E‖v - v̄‖² = 1`` (so one L1
+coefficient means the same in all of them).  Reported, as mean ± standard error over seeds:
 
 * ``out FVU``: the SAE reconstruction is mapped back to activations and spliced into the
   network; ``E‖y(ĥ) - y(h)‖² / E‖y - ȳ‖²`` on held-out inputs (0 = perfect);
@@ -44,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from theory.interaction import interaction_basis  # noqa: E402
 
-BASES = ("raw", "pca", "lib")
+BASES = ("raw", "pca", "lib", "lib τ=1e-4")
 
 
 def sparse_inputs(n: int, n_feat: int, p: float, g: torch.Generator) -> torch.Tensor:
@@ -82,16 +82,20 @@ class Basis:
     inv: Callable
 
 
-def make_bases(lib, pca_keep: int, h: torch.Tensor) -> dict[str, Basis]:
-    lb = lib.layers[1]
+def make_bases(libs: dict, h: torch.Tensor) -> dict[str, Basis]:
+    """Raw, PCA and one interaction basis per entry of ``libs`` (name -> InteractionBasis)."""
+    lb = next(iter(libs.values())).layers[1]
     mu = lb.mean
-    u = lb.pca_basis[:-1, 1:pca_keep + 1]  # centered principal directions (constant excluded)
-    raw = (lambda a: a.double(), lambda v: v)
-    pca = (lambda a: (a.double() - mu) @ u, lambda v: v @ u.T + mu)
-    lib_ = (lambda a: lib.transform(1, a), lambda v: lib.inverse_transform(1, v))
+    u = lb.pca_basis[:-1, 1:]  # centered principal directions (constant excluded)
+    maps = {"raw": (lambda a: a.double(), lambda v: v),
+            "pca": (lambda a: (a.double() - mu) @ u, lambda v: v @ u.T + mu)}
+    for name, lib in libs.items():
+        maps[name] = (lambda a, lib=lib: lib.transform(1, a),
+                      lambda v, lib=lib: lib.inverse_transform(1, v))
     out = {}
-    for name, (f, i) in zip(BASES, (raw, pca, lib_)):
-        s = float(f(h).pow(2).sum(1).mean().sqrt())
+    for name, (f, i) in maps.items():
+        v = f(h)
+        s = float((v - v.mean(0)).pow(2).sum(1).mean().sqrt())  # centered: E‖v - v̄‖² = 1
         out[name] = Basis(name, lambda a, f=f, s=s: f(a) / s, lambda v, i=i, s=s: i(v * s))
     return out
 
@@ -139,21 +143,23 @@ def _aligned(d: torch.Tensor, dirs: torch.Tensor, tol: float = 0.9) -> float:
     return float(((dn @ rn.T).abs().max(1).values >= tol).double().mean())
 
 
-def compare(seeds=(0, 1, 2), n_feat=16, hidden=32, p=0.1, toy_steps=2000, n_train=20000,
-            n_test=5000, m=64, l1=3e-3, sae_steps=2000, progress=False) -> dict:
+def compare(seeds=(0, 1, 2), n_feat=16, hidden=32, p=0.1, toy_steps=1500, n_train=10000,
+            n_test=5000, m=64, l1=0.1, sae_steps=2000, progress=False) -> dict:
     """Run the comparison; returns ``{basis: {metric: [value per seed]}}``."""
     res = {b: {k: [] for k in ("out_fvu", "act_fvu", "l0", "lib", "pca", "random", "true")}
            for b in BASES}
+    res["kept"] = {"lib": [], "lib τ=1e-4": [], "width": []}
     for seed in seeds:
         layers = train_toy(seed, n_feat, hidden, p, toy_steps)
         g = torch.Generator().manual_seed(1000 + seed)
         x_tr, x_te = sparse_inputs(n_train, n_feat, p, g), sparse_inputs(n_test, n_feat, p, g)
         lib = interaction_basis(layers, x_tr, edges=False, progress=progress)
+        lib_coarse = interaction_basis(layers, x_tr, edges=False, threshold=1e-4,
+                                       progress=progress)
         h_tr, h_te = layers[0](x_tr).double(), layers[0](x_te).double()
         tail = copy.deepcopy(nn.Sequential(*layers[1:])).double()
         y_te = tail(h_te)
-        pca_keep = lib.layers[1].pca_eigenvalues.numel() - 1
-        bases = make_bases(lib, pca_keep, h_tr)
+        bases = make_bases({"lib": lib, "lib τ=1e-4": lib_coarse}, h_tr)
         # activation-space directions (rows): interaction, PCA, random, ground truth
         lib_dirs = lib.layers[1].C_pinv[:, :-1]
         pca_dirs = lib.layers[1].pca_basis[:-1, 1:].T
@@ -161,6 +167,9 @@ def compare(seeds=(0, 1, 2), n_feat=16, hidden=32, p=0.1, toy_steps=2000, n_trai
         active = x_te > 0
         true_dirs = torch.stack([h_te[active[:, i]].mean(0) - h_te[~active[:, i]].mean(0)
                                  for i in range(n_feat)])
+        res["kept"]["lib"].append(lib.layers[1].n_kept)
+        res["kept"]["lib τ=1e-4"].append(lib_coarse.layers[1].n_kept)
+        res["kept"]["width"].append(hidden)
         for name, basis in bases.items():
             sae = train_sae(basis.fwd(h_tr).detach(), m, l1, sae_steps, seed)
             with torch.no_grad():
@@ -172,7 +181,7 @@ def compare(seeds=(0, 1, 2), n_feat=16, hidden=32, p=0.1, toy_steps=2000, n_trai
                 # decoder directions mapped to activation space: h(v + t e) - h(v) is linear
                 zero = torch.zeros(1, v.shape[1], dtype=v.dtype)
                 d_act = basis.inv(sae.dec.weight.T[live]) - basis.inv(zero)
-            r = res[name]
+            r = res.setdefault(name, {k: [] for k in res["raw"]})
             r["out_fvu"].append(float(((y_hat - y_te) ** 2).sum(1).mean()
                                       / ((y_te - y_te.mean(0)) ** 2).sum(1).mean()))
             r["act_fvu"].append(float(((h_hat - h_te) ** 2).sum(1).mean()
@@ -196,7 +205,12 @@ def table(res: dict) -> str:
             "aligned true"]
     lines = [" | ".join(f"{h:>14}" for h in head)]
     for b, r in res.items():
+        if b == "kept":
+            continue
         lines.append(" | ".join([f"{b:>14}"] + [f"{ms(r[c]):>14}" for c in cols]))
+    k = res["kept"]
+    lines.append(f"kept dimensions of the hidden layer (width {k['width'][0]} + constant): "
+                 f"lib {k['lib']}, lib τ=1e-4 {k['lib τ=1e-4']}")
     return "\n".join(lines)
 
 
@@ -204,7 +218,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="SAEs in the raw, PCA and interaction bases")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2000, help="SAE training steps")
-    ap.add_argument("--l1", type=float, default=3e-3)
+    ap.add_argument("--l1", type=float, default=0.1)
     ap.add_argument("--m", type=int, default=64, help="SAE dictionary size")
     args = ap.parse_args()
     torch.set_num_threads(2)

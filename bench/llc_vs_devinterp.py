@@ -65,7 +65,9 @@ def matmul_rate(size: int = 1024, reps: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--steps", type=int, default=1000, help="steps per chain for the speed table")
+    parser.add_argument(
+        "--steps", type=int, default=1000, help="steps per chain for the speed table"
+    )
     parser.add_argument("--chains", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--n", type=int, default=10_000)
@@ -82,32 +84,57 @@ def main() -> None:
         model, data, exact = build(spec, args.n)
         nbeta = args.n / math.log(args.n)
         eps, gamma = 1e-4, 1.0
-        kw = dict(chains=args.chains, steps=args.steps, batch=args.batch, eps=eps, gamma=gamma, nbeta=nbeta)
+        kw = dict(
+            chains=args.chains,
+            steps=args.steps,
+            batch=args.batch,
+            eps=eps,
+            gamma=gamma,
+            nbeta=nbeta,
+        )
         t0 = time.perf_counter()
         devinterp_llc(model, data, **kw)
         t_dev = time.perf_counter() - t0
         t0 = time.perf_counter()
-        llc.estimate_llc(model, data, num_chains=args.chains, num_burnin=0, num_draws=args.steps,
-                         batch_size=args.batch, step_size=eps, localization=gamma, nbeta=nbeta,
-                         scheme="euler", progress=False)
+        llc.estimate_llc(
+            model,
+            data,
+            num_chains=args.chains,
+            num_burnin=0,
+            num_draws=args.steps,
+            batch_size=args.batch,
+            step_size=eps,
+            localization=gamma,
+            nbeta=nbeta,
+            scheme="euler",
+            progress=False,
+        )
         t_ours = time.perf_counter() - t0
         d = sum(p.numel() for p in model.parameters())
         flops = 6.0 * args.chains * args.batch * d * args.steps  # forward 2·B·d, backward ≈ 4·B·d
         gf = flops / t_ours / 1e9
-        print(f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>9.0f}%",
-              flush=True)
+        print(
+            f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>9.0f}%",
+            flush=True,
+        )
 
-    print("\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults (realizable, at the teacher)")
-    head = f"{'model':<24}{'exact λ':>9}{'devinterp':>11}{'rel':>8}{'ours':>9}{'rel':>8}{'ours s':>8}"
+    print(
+        "\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults (realizable, at the teacher)"
+    )
+    head = (
+        f"{'model':<24}{'exact λ':>9}{'devinterp':>11}{'rel':>8}{'ours':>9}{'rel':>8}{'ours s':>8}"
+    )
     print(head)
     print("-" * len(head))
     err_dev, err_ours = [], []
-    for spec in (SUITE if not args.quick else [m for m in SUITE if m.quick]):
+    for spec in SUITE if not args.quick else [m for m in SUITE if m.quick]:
         model, data, exact = build(spec, args.n)
         lam = float(exact.value)
         nbeta = args.n / math.log(args.n)
         if spec.widths:
-            dev = devinterp_llc(model, data, chains=8, steps=2000, batch=500, eps=1e-4, gamma=10.0, nbeta=nbeta)
+            dev = devinterp_llc(
+                model, data, chains=8, steps=2000, batch=500, eps=1e-4, gamma=10.0, nbeta=nbeta
+            )
         else:
             dev = float("nan")
         t0 = time.perf_counter()
@@ -116,10 +143,15 @@ def main() -> None:
         if spec.widths:
             err_dev.append(abs(dev - lam) / lam)
         err_ours.append(abs(ours - lam) / lam)
-        print(f"{spec.name:<24}{lam:>9.2f}{dev:>11.2f}{100 * (dev - lam) / lam:>7.1f}%{ours:>9.2f}"
-              f"{100 * (ours - lam) / lam:>7.1f}%{t:>8.1f}", flush=True)
-    print(f"mean |rel err|: devinterp {100 * sum(err_dev) / max(len(err_dev), 1):.1f}% (DLN/RRR rows), "
-          f"ours {100 * sum(err_ours) / len(err_ours):.1f}%")
+        print(
+            f"{spec.name:<24}{lam:>9.2f}{dev:>11.2f}{100 * (dev - lam) / lam:>7.1f}%{ours:>9.2f}"
+            f"{100 * (ours - lam) / lam:>7.1f}%{t:>8.1f}",
+            flush=True,
+        )
+    print(
+        f"mean |rel err|: devinterp {100 * sum(err_dev) / max(len(err_dev), 1):.1f}% (DLN/RRR rows), "
+        f"ours {100 * sum(err_ours) / len(err_ours):.1f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,20 @@ def _validate(args: argparse.Namespace) -> int:
     status = 0
     tables = [("realizable", 0.0)] + ([("noisy", 1.0)] if args.noisy else [])
     for label, noise in tables:
-        print(f"\n{label} suite: n = {args.n}, labels {'with unit Gaussian noise, at the trained minimum' if noise else 'y = teacher(x), at the teacher'}")
-        print(f"{'model':<26}{'d':>6}{'exact λ':>9}{'λ̂ ± sd':>18}{'rel err':>9}{'R-hat':>7}{'seconds':>9}")
-        rows = run_suite(models, n=args.n, noise_std=noise, seed=args.seed, progress=args.progress,
-                         echo=lambda line: print(line, flush=True))
+        print(
+            f"\n{label} suite: n = {args.n}, labels {'with unit Gaussian noise, at the trained minimum' if noise else 'y = teacher(x), at the teacher'}"
+        )
+        print(
+            f"{'model':<26}{'d':>6}{'exact λ':>9}{'λ̂ ± sd':>18}{'rel err':>9}{'R-hat':>7}{'seconds':>9}"
+        )
+        rows = run_suite(
+            models,
+            n=args.n,
+            noise_std=noise,
+            seed=args.seed,
+            progress=args.progress,
+            echo=lambda line: print(line, flush=True),
+        )
         print()
         print(format_table(rows))
         fig = plot_suite(rows, title=f"LLC estimates ({label}, n = {args.n})")
@@ -43,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="estimate the LLC of models with known λ and compare")
     v.add_argument("--quick", action="store_true", help="a small subset (under 2 minutes)")
-    v.add_argument("--noisy", action="store_true", help="also the noisy-label table at trained minima")
+    v.add_argument(
+        "--noisy", action="store_true", help="also the noisy-label table at trained minima"
+    )
     v.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--out", default="validate_out", help="folder for the PNG figures")

@@ -21,8 +21,10 @@ __all__ = ["ChainRunner", "Trace"]
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower() or (
-        "can't allocate memory" in str(exc).lower()
+    return (
+        isinstance(exc, torch.OutOfMemoryError)
+        or "out of memory" in str(exc).lower()
+        or ("can't allocate memory" in str(exc).lower())
     )
 
 
@@ -96,7 +98,10 @@ class ChainRunner:
         if self.batch_size >= self.n:
             return torch.arange(self.n, device=self.x.device).expand(self.num_chains, -1)
         return torch.stack(
-            [torch.randint(self.n, (self.batch_size,), generator=g, device=self.x.device) for g in self.gens]
+            [
+                torch.randint(self.n, (self.batch_size,), generator=g, device=self.x.device)
+                for g in self.gens
+            ]
         )
 
     def draw_noise(self) -> torch.Tensor:
@@ -118,7 +123,9 @@ class ChainRunner:
                     stacklevel=3,
                 )
 
-    def value_grad(self, params: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_grad(
+        self, params: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         grads, losses = self._call(self.value_and_grad, (params, self.x[idx], self.y[idx]))
         return losses.detach(), grads.detach()
 
@@ -129,8 +136,13 @@ class ChainRunner:
     def alive(self) -> torch.Tensor:
         return torch.tensor([d is None for d in self.diverged_at], device=self.x.device)
 
-    def _check_divergence(self, state: sampler.SGLDState, losses: torch.Tensor, excess: torch.Tensor,
-                          config: sampler.SGLDConfig) -> sampler.SGLDState:
+    def _check_divergence(
+        self,
+        state: sampler.SGLDState,
+        losses: torch.Tensor,
+        excess: torch.Tensor,
+        config: sampler.SGLDConfig,
+    ) -> sampler.SGLDState:
         bad_value = ~torch.isfinite(losses) | ~torch.isfinite(state.params).all(dim=1)
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away.
         runaway = config.nbeta * excess > 100.0 * self.flat.dim + 1e4
@@ -141,8 +153,10 @@ class ChainRunner:
         for c, b in enumerate(bad):
             if b and self.diverged_at[c] is None:
                 self.diverged_at[c] = self.steps_done
-                self.diverged_why[c] = "non-finite loss or parameters" if bad_value[c] else (
-                    "loss ran away (nβ·(L − L*) > 100·d)"
+                self.diverged_why[c] = (
+                    "non-finite loss or parameters"
+                    if bad_value[c]
+                    else ("loss ran away (nβ·(L − L*) > 100·d)")
                 )
             if self.diverged_at[c] is not None:
                 params[c] = state.center
@@ -166,7 +180,9 @@ class ChainRunner:
         rec_loss, rec_center, rec_acc = [], [], []
         mala_prev = None
         idx = None
-        nan = torch.full((self.num_chains,), float("nan"), device=self.x.device, dtype=torch.float64)
+        nan = torch.full(
+            (self.num_chains,), float("nan"), device=self.x.device, dtype=torch.float64
+        )
         for t in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
             reuse = mala_prev is not None
             if not reuse:
@@ -183,7 +199,14 @@ class ChainRunner:
                 w_prev, u_prev, gu_prev, g_prev = mala_prev
                 rec_acc.append(
                     sampler.mala_log_acceptance(
-                        w_prev, state.params, u_prev, u_cur, gu_prev, gu_cur, config.step_size, g_prev
+                        w_prev,
+                        state.params,
+                        u_prev,
+                        u_cur,
+                        gu_prev,
+                        gu_cur,
+                        config.step_size,
+                        g_prev,
                     ).to(torch.float64)
                 )
                 mala_prev = None
@@ -193,7 +216,12 @@ class ChainRunner:
                 u_prev = config.nbeta * losses + 0.5 * config.localization * (
                     (state.params - state.center) ** 2
                 ).sum(1)
-                mala_prev = (state.params, u_prev, sampler.potential_grad(state, grads, config), None)
+                mala_prev = (
+                    state.params,
+                    u_prev,
+                    sampler.potential_grad(state, grads, config),
+                    None,
+                )
             new_state, info = sampler.step(state, grads, self.draw_noise(), config)
             if mala_prev is not None and info.precond is not None:
                 mala_prev = (*mala_prev[:3], info.precond)

@@ -57,7 +57,9 @@ def _as_tensor(name: str, value: object) -> torch.Tensor:
         try:
             value = torch.as_tensor(value)
         except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
-            raise TypeError(f"{name} must be a tensor or array-like, got {type(value).__name__}") from exc
+            raise TypeError(
+                f"{name} must be a tensor or array-like, got {type(value).__name__}"
+            ) from exc
     return value
 
 
@@ -77,7 +79,9 @@ def _collect_dataset(data: Dataset | DataLoader) -> tuple[torch.Tensor, ...]:
         return tuple(data.tensors)
     items = [data[i] for i in range(len(data))]  # a map-style Dataset
     if items and isinstance(items[0], list | tuple):
-        return tuple(torch.stack([_as_tensor("data", it[j]) for it in items]) for j in range(len(items[0])))
+        return tuple(
+            torch.stack([_as_tensor("data", it[j]) for it in items]) for j in range(len(items[0]))
+        )
     return (torch.stack([_as_tensor("data", it) for it in items]),)
 
 
@@ -99,7 +103,9 @@ def prepare_data(
         tensors: tuple[torch.Tensor, ...] = (data,)
     elif isinstance(data, list | tuple):
         if len(data) not in (1, 2):
-            raise ValueError(f"data must be (inputs, targets) or (inputs,), got a sequence of length {len(data)}")
+            raise ValueError(
+                f"data must be (inputs, targets) or (inputs,), got a sequence of length {len(data)}"
+            )
         tensors = tuple(_as_tensor("data", d) for d in data)
     elif isinstance(data, Dataset | DataLoader):
         tensors = _collect_dataset(data)
@@ -109,7 +115,9 @@ def prepare_data(
             f"got {type(data).__name__}"
         )
     if len(tensors) > 2:
-        raise ValueError(f"data must yield (inputs, targets), got {len(tensors)} tensors per sample")
+        raise ValueError(
+            f"data must yield (inputs, targets), got {len(tensors)} tensors per sample"
+        )
     inputs = tensors[0]
     targets = tensors[1] if len(tensors) == 2 else None
     if targets is None and require_targets:

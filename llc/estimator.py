@@ -37,7 +37,9 @@ def _check_positive(name: str, value: object, allow_zero: bool = False) -> float
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value) or (value < 0 if allow_zero else value <= 0):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+        raise ValueError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}"
+        )
     return float(value)
 
 
@@ -47,7 +49,9 @@ def _chain_seeds(seed: int | torch.Generator, num_chains: int) -> list[int]:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
     ss = np.random.SeedSequence(seed)
-    return [int(s.generate_state(2, np.uint64)[0] >> np.uint64(2)) for s in ss.spawn(num_chains + 1)]
+    return [
+        int(s.generate_state(2, np.uint64)[0] >> np.uint64(2)) for s in ss.spawn(num_chains + 1)
+    ]
 
 
 def _selector(params) -> Callable[[str, torch.Tensor], bool] | None:
@@ -59,7 +63,9 @@ def _selector(params) -> Callable[[str, torch.Tensor], bool] | None:
     if isinstance(params, str | nn.Module | nn.Parameter):
         params = [params]
     if not isinstance(params, Iterable):
-        raise TypeError("params must be parameter names, a predicate (name, param) -> bool, or modules")
+        raise TypeError(
+            "params must be parameter names, a predicate (name, param) -> bool, or modules"
+        )
     names, ids = set(), set()
     for item in params:
         if isinstance(item, str):
@@ -69,8 +75,12 @@ def _selector(params) -> Callable[[str, torch.Tensor], bool] | None:
         elif isinstance(item, torch.Tensor):
             ids.add(id(item))
         else:
-            raise TypeError(f"params entries must be names, modules or parameters, got {type(item).__name__}")
-    return lambda name, p: name in names or id(p) in ids or any(name.startswith(n + ".") for n in names)
+            raise TypeError(
+                f"params entries must be names, modules or parameters, got {type(item).__name__}"
+            )
+    return lambda name, p: (
+        name in names or id(p) in ids or any(name.startswith(n + ".") for n in names)
+    )
 
 
 def estimate_llc(
@@ -207,20 +217,31 @@ def estimate_llc(
         nbeta = n / math.log(n) if n > 1 else 1.0
     flat = FlatModel.from_module(model, select=_selector(params), device=device, dtype=dtype)
     if behavioral:  # the reference outputs f_{w*}(x), computed once
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with (
+            torch.no_grad(),
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        ):
             y = torch.cat([flat.forward(flat.center, x[i : i + 8192]) for i in range(0, n, 8192)])
 
     seeds = _chain_seeds(seed, num_chains)
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds[:num_chains]]
-    aux = torch.Generator(device=device).manual_seed(seeds[-1] if len(seeds) > num_chains else seeds[0] + 1)
+    aux = torch.Generator(device=device).manual_seed(
+        seeds[-1] if len(seeds) > num_chains else seeds[0] + 1
+    )
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # a model with dropout draws from the global RNG
         loss_center = flat.losses_at(flat.center, x, y, loss_fn)
         if not torch.isfinite(loss_center).all():
             raise ValueError("the loss at the model's current weights is not finite")
         runner = ChainRunner(
-            flat, x, y, loss_fn, loss_center, gens,
-            batch_size=batch_size or min(n, DEFAULT_BATCH), chain_batch=chain_batch,
+            flat,
+            x,
+            y,
+            loss_fn,
+            loss_center,
+            gens,
+            batch_size=batch_size or min(n, DEFAULT_BATCH),
+            chain_batch=chain_batch,
         )
         config = _sampler.SGLDConfig(
             step_size=step_size or 1e-4,
@@ -229,10 +250,17 @@ def estimate_llc(
             scheme=scheme,
             preconditioner=_SAMPLERS[sampler],
         )
-        state = _sampler.init(flat.center.expand(num_chains, -1).clone(), flat.center, runner.draw_noise(), config)
+        state = _sampler.init(
+            flat.center.expand(num_chains, -1).clone(), flat.center, runner.draw_noise(), config
+        )
         warm = warmup(
-            runner, state, config, adapt_step=step_size is None, num_steps=num_burnin,
-            gen=aux, progress=progress,
+            runner,
+            state,
+            config,
+            adapt_step=step_size is None,
+            num_steps=num_burnin,
+            gen=aux,
+            progress=progress,
         )
         config = warm.config
         draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
@@ -253,7 +281,9 @@ def estimate_llc(
             RuntimeWarning,
             stacklevel=2,
         )
-    per_chain = np.where(diverged, np.nan, np.nanmean(np.where(diverged[:, None], 0.0, llc_trace), axis=1))
+    per_chain = np.where(
+        diverged, np.nan, np.nanmean(np.where(diverged[:, None], 0.0, llc_trace), axis=1)
+    )
     good = llc_trace[~diverged]
     acc = np.exp(log_acc)
     mala = np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan for a in acc])
@@ -288,7 +318,9 @@ def estimate_llc(
             "num_burnin": "given" if num_burnin is not None else "until stationary",
             "warmup_converged": warm.converged,
             "num_draws": "given" if num_draws is not None else "1% projected MCSE",
-            "localization": "given" if localization is not None else f"default {DEFAULT_LOCALIZATION}",
+            "localization": "given"
+            if localization is not None
+            else f"default {DEFAULT_LOCALIZATION}",
             "nbeta": "given" if nbeta_given else "n / log n",
             "loss": loss if isinstance(loss, str) else "callable",
             "divergence": divergence if behavioral else None,

@@ -51,7 +51,9 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     ok = value >= 0 if allow_zero else value > 0
     if not (ok and math.isfinite(value)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+        raise ValueError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,14 @@ class StepInfo:
     precond: torch.Tensor | None
 
 
-def init(params: torch.Tensor, center: torch.Tensor, noise: torch.Tensor, config: SGLDConfig) -> SGLDState:
+def init(
+    params: torch.Tensor, center: torch.Tensor, noise: torch.Tensor, config: SGLDConfig
+) -> SGLDState:
     """Initial state: chains at ``params`` (chain, D), first noise draw ``noise`` (chain, D)."""
     if params.ndim != 2 or params.shape[1] != center.numel():
-        raise ValueError(f"params must have shape (chain, {center.numel()}), got {tuple(params.shape)}")
+        raise ValueError(
+            f"params must have shape (chain, {center.numel()}), got {tuple(params.shape)}"
+        )
     sq = torch.zeros_like(params) if config.preconditioner == "rmsprop" else None
     return SGLDState(params=params, center=center, noise=noise, square_avg=sq)
 
@@ -203,5 +209,7 @@ def mala_log_acceptance(
         r = to - frm + 0.5 * step_size * g * grad_frm
         return -(r * r / g).sum(-1) / (2 * step_size)
 
-    log_ratio = log_q(w_prev, w_cur, grad_u_cur) - log_q(w_cur, w_prev, grad_u_prev) + u_prev - u_cur
+    log_ratio = (
+        log_q(w_prev, w_cur, grad_u_cur) - log_q(w_cur, w_prev, grad_u_prev) + u_prev - u_cur
+    )
     return torch.clamp(log_ratio, max=0.0)

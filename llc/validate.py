@@ -89,8 +89,15 @@ def _train_to_minimum(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> nn.
     import copy
 
     model = copy.deepcopy(model)
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=50, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=500,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -128,7 +135,9 @@ def run_suite(
     return rows
 
 
-HEADER = f"{'model':<26}{'d':>6}{'exact λ':>9}{'λ̂ ± sd':>18}{'rel err':>9}{'R-hat':>7}{'seconds':>9}"
+HEADER = (
+    f"{'model':<26}{'d':>6}{'exact λ':>9}{'λ̂ ± sd':>18}{'rel err':>9}{'R-hat':>7}{'seconds':>9}"
+)
 
 
 def format_row(row: SuiteRow) -> str:
@@ -162,8 +171,9 @@ def plot_suite(rows: Sequence[SuiteRow], title: str = "LLC estimates against exa
     ax.errorbar(ex, est, yerr=sd, fmt="o", capsize=3)
     lo, hi = min(ex + est) * 0.8, max(ex + est) * 1.25
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="λ̂ = λ")
-    ax.fill_between([lo, hi], [0.9 * lo, 0.9 * hi], [1.1 * lo, 1.1 * hi], color="k", alpha=0.08,
-                    label="±10 %")
+    ax.fill_between(
+        [lo, hi], [0.9 * lo, 0.9 * hi], [1.1 * lo, 1.1 * hi], color="k", alpha=0.08, label="±10 %"
+    )
     ax.set(xscale="log", yscale="log", xlabel="exact λ", ylabel="λ̂", title=title)
     for r, x, y in zip(rows, ex, est):
         ax.annotate(r.model.name, (x, y), fontsize=6, xytext=(3, -8), textcoords="offset points")

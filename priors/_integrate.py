@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 from scipy import integrate
 
-from .prior import ImproperPriorError
+from .prior import NUMPY_MODULES, ImproperPriorError
 
 __all__ = ["divergence_reason", "half_line_pieces", "normalizer"]
 
@@ -75,7 +75,7 @@ def divergence_reason(piece: sp.Expr) -> str | None:
 
 
 def _numeric_half_line(piece: sp.Expr) -> float:
-    f = sp.lambdify(_Y, piece, modules=["scipy", "numpy"])
+    f = sp.lambdify(_Y, piece, modules=NUMPY_MODULES)
 
     def g(y):
         with np.errstate(all="ignore"):
@@ -131,7 +131,7 @@ def normalizer(expr: sp.Expr, vars_, support: sp.Set) -> tuple[sp.Expr, sp.Basic
     if cond is sp.false:
         raise ImproperPriorError(f"∫ {expr} d{var} over {support} diverges for these parameters")
     total = sp.simplify(total)
-    if total.is_number and not (total.is_positive and total.is_finite):
+    if total.is_number and not (0 < float(sp.re(total.evalf(30))) < float("inf")):
         raise ImproperPriorError(
             f"∫ {expr} d{var} over {support} = {total}: not a finite positive normalizer"
         )

@@ -49,8 +49,10 @@ def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
     raw = values.pop(name)
     try:
         val = to_sympy_number(raw)
-    except (TypeError, ValueError) as err:
+    except TypeError as err:
         raise TypeError(f"parameter {name}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"parameter {name}: {err}") from None
     _check_param_value(sym, val)
     if lower is not None and val.is_number and not val > lower:
         raise ImproperPriorError(

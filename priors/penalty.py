@@ -22,7 +22,7 @@ from typing import Any
 import sympy as sp
 
 from ._torch_compile import compile_torch
-from .prior import Prior, _as_vars, _real_var, as_support, to_sympy_number
+from .prior import NUMPY_MODULES, Prior, _as_vars, _real_var, as_support, to_sympy_number
 
 __all__ = ["Penalty", "branch", "penalty", "split_constant"]
 
@@ -236,7 +236,7 @@ class Penalty:
         """Numpy version of the penalty (for tests and numeric integration)."""
         pen = self.subs(**params) if params else self
         free = pen.params
-        f = sp.lambdify(list(pen.vars) + list(free), pen.expr, modules=["scipy", "numpy"])
+        f = sp.lambdify(list(pen.vars) + list(free), pen.expr, modules=NUMPY_MODULES)
         return f
 
 

@@ -16,6 +16,16 @@ import sympy as sp
 __all__ = ["ImproperPriorError", "Prior", "as_support", "param_symbol", "to_sympy_number"]
 
 
+def _expint_np(n, z):
+    from scipy import special
+
+    return special.expn(n, z)
+
+
+#: lambdify modules for numpy evaluation (scipy's printer does not know ``expint``)
+NUMPY_MODULES = [{"expint": _expint_np}, "scipy", "numpy"]
+
+
 class ImproperPriorError(ValueError):
     """Raised when a density (or ``exp(-penalty)``) does not integrate to a finite value."""
 
@@ -173,10 +183,11 @@ class Prior:
             raise ValueError(
                 f"pdf: give values for the free parameters {[s.name for s in prior.free_params]}"
             )
-        f = sp.lambdify(prior.vars, prior.density, modules=["scipy", "numpy"])
+        f = sp.lambdify(prior.vars, prior.density, modules=NUMPY_MODULES)
         x = np.asarray(x, dtype=float)
         if self.dim == 1:
-            out = np.asarray(f(x), dtype=float) * np.ones_like(x)
+            with np.errstate(all="ignore"):  # outside the support the formula may be NaN
+                out = np.asarray(f(x), dtype=float) * np.ones_like(x)
             return np.where(_in_support_np(prior.support, x), out, 0.0)
         return np.asarray(f(*np.moveaxis(x, -1, 0)), dtype=float)
 
@@ -308,7 +319,7 @@ def _check_nonnegative(expr: sp.Expr, rv: Sequence[sp.Symbol], support: sp.Set) 
         hi = float(sup.sup) if sup.sup.is_finite else 50.0
         grid = np.concatenate([np.linspace(lo, hi, 2001), np.geomspace(1e-6, 50, 200)])
         grid = grid[(grid >= lo) & (grid <= hi)]
-        f = sp.lambdify(rv, expr, modules=["scipy", "numpy"])
+        f = sp.lambdify(rv, expr, modules=NUMPY_MODULES)
         with np.errstate(all="ignore"):
             vals = np.asarray(f(grid), dtype=complex) * np.ones_like(grid)
         bad = (vals.real < 0) | (np.abs(vals.imag) > 1e-12 * (1 + np.abs(vals.real)))

@@ -306,7 +306,7 @@ def _nonneg_on_positive(expr: sp.Expr) -> bool:
         return True
     try:
         sol = sp.solveset(expr < 0, _Y, sp.Interval.open(0, sp.oo))
-    except (NotImplementedError, TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - sympy/mpmath failures (NoConvergence): undecided
         return False
     return sol is sp.S.EmptySet
 

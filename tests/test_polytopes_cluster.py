@@ -24,7 +24,9 @@ def test_adjusted_rand_index_hand_values():
     assert adjusted_rand_index([0, 0, 0, 0], [1, 1, 1, 1]) == 1.0
     # independent labelings average to 0: |mean| within 4 standard errors
     rng = np.random.default_rng(0)
-    vals = [adjusted_rand_index(rng.integers(0, 3, 200), rng.integers(0, 3, 200)) for _ in range(200)]
+    vals = [
+        adjusted_rand_index(rng.integers(0, 3, 200), rng.integers(0, 3, 200)) for _ in range(200)
+    ]
     assert abs(np.mean(vals)) < 4 * np.std(vals) / np.sqrt(len(vals))
 
 

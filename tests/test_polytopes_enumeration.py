@@ -96,7 +96,9 @@ def test_one_layer_general_position_counts(n, d, seed):
 def test_central_arrangement_counts(n, d):
     model = mlp([d, n, 1], n + d, bias=0.0)
     enum = enumerate_regions(model, -np.ones(d), np.ones(d), progress=False)
-    assert len(enum) == central_arrangement_regions(n, d) == 2 * sum(comb(n - 1, i) for i in range(d))
+    assert (
+        len(enum) == central_arrangement_regions(n, d) == 2 * sum(comb(n - 1, i) for i in range(d))
+    )
     check_partition(enum, model)
 
 
@@ -109,7 +111,9 @@ def test_one_dimensional_input_gives_n_plus_one(n):
     check_partition(enum, model)
 
 
-@pytest.mark.parametrize("seed,widths", [(0, [1, 8, 8, 1]), (1, [1, 6, 6, 6, 2]), (2, [1, 12, 5, 1])])
+@pytest.mark.parametrize(
+    "seed,widths", [(0, [1, 8, 8, 1]), (1, [1, 6, 6, 6, 2]), (2, [1, 12, 5, 1])]
+)
 def test_deep_1d_matches_walk_and_sampling(seed, widths):
     model = mlp(widths, seed)
     lo, hi = -3.0, 3.0
@@ -131,8 +135,12 @@ def test_deep_1d_matches_walk_and_sampling(seed, widths):
 
 @pytest.mark.parametrize(
     "seed,widths,act",
-    [(0, [2, 8, 8, 1], nn.ReLU), (1, [2, 6, 6, 6, 1], nn.ReLU), (2, [2, 10, 4, 2], nn.ReLU),
-     (3, [2, 6, 6, 1], lambda: nn.LeakyReLU(0.2))],
+    [
+        (0, [2, 8, 8, 1], nn.ReLU),
+        (1, [2, 6, 6, 6, 1], nn.ReLU),
+        (2, [2, 10, 4, 2], nn.ReLU),
+        (3, [2, 6, 6, 1], lambda: nn.LeakyReLU(0.2)),
+    ],
 )
 def test_deep_2d_matches_sampling_and_bounds(seed, widths, act):
     model = mlp(widths, seed, act=act)

@@ -106,7 +106,9 @@ def _exit_time_bisection(model, x, u, t_max=50.0, iters=80):
     return 0.5 * (lo + hi)
 
 
-@pytest.mark.parametrize("seed,widths", [(0, [2, 8, 8, 1]), (1, [5, 10, 6, 3]), (2, [3, 6, 6, 6, 2])])
+@pytest.mark.parametrize(
+    "seed,widths", [(0, [2, 8, 8, 1]), (1, [5, 10, 6, 3]), (2, [3, 6, 6, 6, 2])]
+)
 def test_distance_to_boundary_matches_bisection(seed, widths):
     model = mlp(widths, seed)
     g = torch.Generator().manual_seed(100 + seed)
@@ -133,7 +135,9 @@ def test_distance_to_boundary_matches_bisection(seed, widths):
         torch.testing.assert_close(model(xp), m.A[k] @ xp + m.c[k], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("seed,widths", [(0, [2, 10, 10, 1]), (1, [3, 12, 8, 8, 2]), (2, [2, 6, 1])])
+@pytest.mark.parametrize(
+    "seed,widths", [(0, [2, 10, 10, 1]), (1, [3, 12, 8, 8, 2]), (2, [2, 6, 1])]
+)
 def test_boundaries_crossed_matches_dense_sampling(seed, widths):
     model = mlp(widths, seed)
     g = torch.Generator().manual_seed(200 + seed)
@@ -201,7 +205,11 @@ class _Custom(nn.Module):
 
 @pytest.mark.parametrize(
     "layer,match",
-    [(nn.Tanh(), "not piecewise linear"), (nn.ReLU6(), "two breakpoints"), (_Custom(), "unsupported")],
+    [
+        (nn.Tanh(), "not piecewise linear"),
+        (nn.ReLU6(), "two breakpoints"),
+        (_Custom(), "unsupported"),
+    ],
 )
 def test_bad_activation_errors(layer, match):
     model = nn.Sequential(nn.Linear(2, 3), layer, nn.Linear(3, 1))

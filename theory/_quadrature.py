@@ -18,8 +18,10 @@ from scipy.special import logsumexp, roots_legendre
 
 __all__ = ["GradedRule", "integrate"]
 
-#: smallest panel edge, relative to the side length: below it the integrand is taken as flat
-FLOOR = 1e-15
+#: smallest panel edge relative to the side length is FLOOR / √t_max (t_max the largest scale):
+#: K's stiffest direction, of curvature O(1), has width t^{-1/2} there, so the innermost panel sits
+#: a factor 1e-6 below every scale the integrand has.
+FLOOR = 1e-6
 #: points evaluated per call of the potential (memory bound)
 CHUNK = 1 << 17
 
@@ -32,9 +34,11 @@ class GradedRule:
     log_weights: np.ndarray
 
     @classmethod
-    def build(cls, lo: float, hi: float, c: float, order: int, ratio: float) -> GradedRule:
+    def build(
+        cls, lo: float, hi: float, c: float, order: int, ratio: float, floor: float
+    ) -> GradedRule:
         x, w = roots_legendre(order)
-        levels = int(math.ceil(math.log(FLOOR) / math.log(ratio)))
+        levels = int(math.ceil(math.log(floor) / math.log(ratio)))
         nodes, weights = [], []
         for length, sign in ((hi - c, 1.0), (c - lo, -1.0)):
             if length <= 0:
@@ -67,7 +71,9 @@ def integrate(
     log_z : ndarray, shape (len(scales),)
     mean_k : ndarray or None, shape (len(scales),)
     """
-    rules = [GradedRule.build(lo, hi, c, order, ratio) for (lo, hi), c in zip(box, center)]
+    t = np.asarray(scales, dtype=np.float64)
+    floor = min(FLOOR / math.sqrt(max(t.max(), 1.0)), 1e-3)
+    rules = [GradedRule.build(lo, hi, c, order, ratio, floor) for (lo, hi), c in zip(box, center)]
     d = len(rules)
     inner = [r.nodes for r in rules[1:]]
     inner_lw = sum(
@@ -79,7 +85,6 @@ def integrate(
     )
     per_row = inner_pts.shape[0]
     rows = max(1, CHUNK // per_row)
-    t = np.asarray(scales, dtype=np.float64)
     parts_lz, parts_mk = [], []
     first = rules[0]
     for i in range(0, first.nodes.size, rows):

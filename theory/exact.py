@@ -67,9 +67,7 @@ def regular(d: int) -> LearningCoefficient:
     return LearningCoefficient(Fraction(d, 2), 1)
 
 
-def normal_crossing(
-    k: Sequence[int], h: Sequence[int] | None = None
-) -> LearningCoefficient:
+def normal_crossing(k: Sequence[int], h: Sequence[int] | None = None) -> LearningCoefficient:
     """Learning coefficient of a normal-crossing potential.
 
     Parameters

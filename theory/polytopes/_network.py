@@ -26,9 +26,22 @@ __all__: list[str] = []
 # hint on how to express them with supported units.
 _MULTI_BREAKPOINT = (nn.ReLU6, nn.Hardtanh, nn.Hardshrink, nn.Softshrink, nn.Threshold)
 _SMOOTH = (
-    nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus,
-    nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
-    nn.Softmax, nn.LogSoftmax,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.Softplus,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.LogSigmoid,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Softmax,
+    nn.LogSoftmax,
 )
 _IDENTITY = (nn.Identity, nn.Flatten, nn.Dropout)
 

@@ -147,7 +147,7 @@ def distance_to_boundary(model, x, return_index: bool = False):
 
     References
     ----------
-    Black et al., arXiv:2211.12312 (2022), §"polytope boundaries".
+    Black et al., arXiv:2211.12312 (2022): distance to the polytope boundary.
     """
     m = local_affine_map(model, x)
     pA, pc = m.pre_A, m.pre_c

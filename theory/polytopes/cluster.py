@@ -109,6 +109,8 @@ class CodeClustering:
         np.add.at(table, (self.labels, self.activation_labels), 1)
         im = ax.imshow(table, cmap="Blues")
         fig.colorbar(im, ax=ax, label="points")
+        ax.set_xticks(range(k2))
+        ax.set_yticks(range(k1))
         ax.set_xlabel("activation cluster")
         ax.set_ylabel("code cluster")
         ax.set_title(f"ARI {self.ari_codes_activations:.2f}")
@@ -152,7 +154,7 @@ def cluster_codes(
 
     References
     ----------
-    Black et al., arXiv:2211.12312 (2022), §"clustering polytope codes".
+    Black et al., arXiv:2211.12312 (2022): clustering polytope codes by Hamming distance.
     """
     c = _array(codes, "codes")
     if c.ndim != 2:

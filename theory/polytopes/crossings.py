@@ -29,7 +29,7 @@ def _right_limit(net: PLNet, x: np.ndarray, v: np.ndarray, tol: float):
         zd = W @ hd
         band = tol * (np.abs(W) @ np.abs(h) + np.abs(b) + 1e-300)  # rounding scale
         zero = np.abs(z) <= band
-        on = z > 0
+        on = np.where(zero, zd > 0, z > 0)
         s = np.where(on, 1.0, alpha)
         codes.append(on)
         zs.append(np.where(zero, 0.0, z))
