@@ -8,7 +8,7 @@ are chunked (``chain_batch``) to fit in memory.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -92,6 +92,8 @@ class ChainRunner:
         self.diverged_at = [None] * self.num_chains  # step index (global) or None
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
+        self.grad_sq = torch.zeros_like(flat.center)  # Σ over chains and steps of (∂U/∂w)²
+        self.grad_sq_count = 0
 
     # -- random draws (outside vmap, from explicit generators) ------------------------------
     def draw_indices(self) -> torch.Tensor:
@@ -164,7 +166,7 @@ class ChainRunner:
         sq = state.square_avg
         if sq is not None:
             sq = torch.where(torch.isfinite(sq), sq, torch.zeros_like(sq))
-        return sampler.SGLDState(params=params, center=state.center, noise=noise, square_avg=sq)
+        return replace(state, params=params, noise=noise, square_avg=sq)
 
     def run(
         self,
@@ -223,8 +225,11 @@ class ChainRunner:
                     None,
                 )
             new_state, info = sampler.step(state, grads, self.draw_noise(), config)
+            gu = torch.nan_to_num(info.potential_grad, nan=0.0, posinf=0.0, neginf=0.0)
+            self.grad_sq += (gu * gu).sum(0)
+            self.grad_sq_count += gu.shape[0]
             if mala_prev is not None and info.precond is not None:
-                mala_prev = (*mala_prev[:3], info.precond)
+                mala_prev = (*mala_prev[:3], info.precond.expand_as(state.params))
             state = new_state
             self.steps_done += 1
             if (t + 1) % check_every == 0 or t + 1 == num_steps:
@@ -250,9 +255,11 @@ class ChainRunner:
         RMSprop is used) and the final iteration vectors, to warm-start the next call.
         """
         idx = self.draw_indices()
-        precond = None
+        precond = state.metric
         if config.preconditioner == "rmsprop" and state.square_avg is not None:
             precond = 1.0 / (config.rmsprop_eps + state.square_avg.sqrt())
+        if precond is not None:
+            precond = precond.expand_as(state.params)
         kappa = torch.zeros(self.num_chains, dtype=vecs.dtype, device=vecs.device)
         for _ in range(iters):
             vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-30)

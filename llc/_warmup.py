@@ -6,9 +6,10 @@ after every window it is re-set to ``ε = c / κ̂`` (c = 1/2) with κ̂ the lar
 ``U = nβ L + γ/2 ‖w − w*‖²`` at the chains' current points (power iteration with Hessian-vector
 products, warm-started). Singular models need this: chains drift to regions of higher curvature
 than w*, and a step size fixed from w* lets them run into stiff regions where it is too large.
-Warm-up ends once ε has settled (changed by less than 25 % over the last window) and the trace
-``nβ (L_B − L_B(w*))`` shows no trend over the second half of the warm-up: its third and fourth
-quarters agree within two standard errors of the per-chain differences plus 1 %. The number of draws is then chosen so that the
+Warm-up ends once ε has settled (changed by less than 25 % over the last window), the warm-up
+spans at least ten integrated autocorrelation times of the trace ``nβ (L_B − L_B(w*))``, and
+that trace shows no trend over the second half of the warm-up: its third and fourth quarters
+agree within two standard errors of the per-chain differences plus 1 %. The number of draws is then chosen so that the
 Monte Carlo standard error, projected from the autocorrelation seen in warm-up, is about 1 % of λ̂.
 """
 
@@ -77,10 +78,29 @@ def initial_step_size(
     return STEP_FACTOR / k, vecs
 
 
-def _stationary(ex: np.ndarray, rel: float = 0.01) -> bool:
-    """No trend in the second half of a ``(chain, step)`` trace: quarters 3 and 4 agree."""
+def _diagonal_metric(runner: ChainRunner, config: sampler.SGLDConfig) -> torch.Tensor:
+    """``G_i ∝ 1 / E[(∂_i U)²]``: at equilibrium ``E[(∂_i U)²] = E[∂_i² U]`` (integration by parts),
+    the mean curvature along coordinate i, so G equalises the coordinates' relaxation rates."""
+    curv = runner.grad_sq / runner.grad_sq_count
+    curv = torch.clamp(curv, min=max(config.localization, 1e-12))
+    metric = 1.0 / curv
+    med = metric.median()
+    return torch.clamp(metric / med, 1e-4, 1e4)
+
+
+def _stationary(ex: np.ndarray, rel: float = 0.01, relaxation_times: float = 10.0) -> bool:
+    """No trend in the second half of a ``(chain, step)`` trace: quarters 3 and 4 agree, and the
+    warm-up spans at least ``relaxation_times`` integrated autocorrelation times of the trace
+    (estimated on its second half)."""
     ex = ex[np.isfinite(ex).all(axis=1)]
     t = ex.shape[1]
+    if ex.shape[0] == 0:
+        return True
+    half = ex[:, t // 2 :]
+    e = ess(half)
+    tau = half.size / e / half.shape[0] if e > 0 else math.inf
+    if t < relaxation_times * tau:
+        return False
     q3 = ex[:, t // 2 : 3 * t // 4].mean(axis=1)
     q4 = ex[:, 3 * t // 4 :].mean(axis=1)
     diff = q4 - q3
@@ -94,9 +114,10 @@ def warmup(
     config: sampler.SGLDConfig,
     *,
     adapt_step: bool,
+    adapt_metric: bool = True,
     num_steps: int | None,
     window: int = 100,
-    min_windows: int = 4,
+    min_windows: int = 8,
     max_windows: int = 60,
     gen: torch.Generator,
     progress: bool,
@@ -128,6 +149,10 @@ def warmup(
         if num_steps is not None:
             continue
         settled = True
+        if adapt_metric and runner.grad_sq_count:
+            state = replace(state, metric=_diagonal_metric(runner, config))
+        runner.grad_sq.zero_()
+        runner.grad_sq_count = 0
         if adapt_step:
             kappa, vecs = runner.top_curvature(state, config, vecs, iters=3)
             k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()

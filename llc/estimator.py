@@ -21,7 +21,7 @@ from .result import LLCResult
 __all__ = ["estimate_llc"]
 
 _SAMPLERS = {"sgld": "identity", "rmsprop_sgld": "rmsprop"}
-DEFAULT_LOCALIZATION = 1.0
+DEFAULT_LOCALIZATION = 0.3
 DEFAULT_BATCH = 512
 
 
@@ -52,6 +52,16 @@ def _chain_seeds(seed: int | torch.Generator, num_chains: int) -> list[int]:
     return [
         int(s.generate_state(2, np.uint64)[0] >> np.uint64(2)) for s in ss.spawn(num_chains + 1)
     ]
+
+
+def _precise(parts, nbeta: float, rel: float = 0.01) -> bool:
+    """Whether the draws so far give an MCSE below ``rel`` of |λ̂| and R-hat ≤ 1.01."""
+    ex = torch.cat([nbeta * (p.loss - p.loss_center) for p in parts], dim=1).cpu().numpy()
+    ex = ex[np.isfinite(ex).all(axis=1)]
+    if ex.size == 0:
+        return True
+    err = mcse(ex)
+    return bool(np.isfinite(err) and err <= rel * abs(ex.mean()) and rhat(ex) <= 1.01)
 
 
 def _selector(params) -> Callable[[str, torch.Tensor], bool] | None:
@@ -103,8 +113,9 @@ def estimate_llc(
     chain_batch: int | None = None,
     scheme: str = "leimkuhler_matthews",
     params=None,
-    max_draws: int = 4000,
+    max_draws: int | None = None,
     divergence: str = "mse",
+    precondition: bool = True,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -125,7 +136,7 @@ def estimate_llc(
     step_size : float, optional
         SGLD step ε. Default: adapted in warm-up (see Notes).
     localization : float, optional
-        γ, default 1.0.
+        γ, default 0.3 (see Notes).
     num_chains : int
         Independent chains, all advanced in one batched computation.
     num_draws, num_burnin : int, optional
@@ -147,8 +158,12 @@ def estimate_llc(
     params : optional
         Weight-refined LLC: the parameters to sample (names, a predicate ``(name, p) -> bool``,
         modules or parameter tensors); the others stay frozen at w*.
-    max_draws : int
-        Upper bound on the adaptive number of draws.
+    max_draws : int, optional
+        Upper bound on the adaptive number of draws. Default: a fixed amount of work,
+        ``2·10⁸ / (chains · batch · d)`` draws, clipped to [4000, 25000] (cheap models run longer).
+    precondition : bool
+        With ``sampler="sgld"``, learn a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` during warm-up
+        (frozen for the draws, so the target is unchanged); False samples with ``G = 1``.
     divergence : {"mse", "kl"}
         With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
         ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))`` (classifiers).
@@ -168,7 +183,10 @@ def estimate_llc(
     curvature of the potential at the chains' current points, estimated by power iteration with
     Hessian-vector products; warm-up runs in windows of 100 steps until ε has settled and the window
     means of the trace show no trend; ``num_draws`` is then set so the projected Monte Carlo error
-    is 1 % of λ̂ (between 500 and ``max_draws``). With the Leimkuhler–Matthews noise the stationary
+    is 1 % of λ̂ (at least 500), and doubled while the measured error is above that or R-hat
+    exceeds 1.01, up to ``max_draws``. With ``precondition=True`` a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` is
+    learned in warm-up: at equilibrium ``E[(∂_i U)²] = E[∂_i² U]``, so G evens out the relaxation
+    rates of stiff and nearly flat coordinates, which speeds up mixing in singular directions. With the Leimkuhler–Matthews noise the stationary
     law is exact for quadratic directions at any stable ε, so this ε carries little bias.
 
     References
@@ -199,7 +217,8 @@ def estimate_llc(
         batch_size = _check_count("batch_size", batch_size)
     if chain_batch is not None:
         chain_batch = _check_count("chain_batch", chain_batch)
-    max_draws = _check_count("max_draws", max_draws, 4)
+    if max_draws is not None:
+        max_draws = _check_count("max_draws", max_draws, 4)
     device = torch.device(device) if device is not None else first.device
     dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
     if not dtype.is_floating_point:
@@ -263,9 +282,21 @@ def estimate_llc(
             progress=progress,
         )
         config = warm.config
+        if max_draws is None:
+            work = 2e8 / (num_chains * runner.batch_size * flat.dim)
+            max_draws = int(min(max(work, 4000), 25000))
         draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
         state, trace = runner.run(warm.state, draws, config, progress=progress, desc="SGLD draws")
-    loss_t, loss_c, log_acc = (t.cpu().numpy() for t in trace.stacked())
+        parts = [trace]
+        while num_draws is None and draws < max_draws and not _precise(parts, nbeta):
+            extra = min(draws, max_draws - draws)  # double until the MCSE target is met
+            state, trace = runner.run(state, extra, config, progress=progress, desc="SGLD draws")
+            parts.append(trace)
+            draws += extra
+    loss_t, loss_c, log_acc = (
+        torch.cat([getattr(p, f) for p in parts], dim=1).cpu().numpy()
+        for f in ("loss", "loss_center", "log_accept")
+    )
     llc_trace = nbeta * (loss_t - loss_c)
     diverged = np.array([d is not None for d in runner.diverged_at])
     if diverged.all():
@@ -317,7 +348,7 @@ def estimate_llc(
             "step_size_history": warm.step_sizes,
             "num_burnin": "given" if num_burnin is not None else "until stationary",
             "warmup_converged": warm.converged,
-            "num_draws": "given" if num_draws is not None else "1% projected MCSE",
+            "num_draws": "given" if num_draws is not None else "until MCSE ≤ 1% of λ̂ (max_draws cap)",
             "localization": "given"
             if localization is not None
             else f"default {DEFAULT_LOCALIZATION}",
@@ -325,6 +356,7 @@ def estimate_llc(
             "loss": loss if isinstance(loss, str) else "callable",
             "divergence": divergence if behavioral else None,
             "chain_batch": runner.chain_batch,
+            "metric": "diagonal, learned in warm-up" if warm.state.metric is not None else "identity",
             "params": list(flat.names),
             "device": str(device),
             "dtype": str(dtype),

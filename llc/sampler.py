@@ -22,6 +22,10 @@ With the potential ``U(w) = nβ L_B(w) + (γ/2)‖w − w*‖²`` and a diagonal
 
 RMSprop preconditioning (``preconditioner="rmsprop"``, as devinterp's ``rmsprop_sgld``):
 ``V ← αV + (1−α) g²`` with ``g = ∇L_B(w)``, ``G = 1/(eps + √V)``, applied to drift and noise.
+Because this G changes with w, the chain's stationary law is only approximately the target.
+
+A fixed diagonal metric (``state.metric``, used with ``preconditioner="identity"``) is exact: with
+constant G the preconditioned Langevin diffusion has the same stationary law for any G > 0.
 
 References
 ----------
@@ -111,12 +115,15 @@ class SGLDState:
         The last noise draw ξ_t (used by the Leimkuhler–Matthews scheme).
     square_avg : Tensor, shape (chain, D), or None
         RMSprop's running average V of squared gradients.
+    metric : Tensor, shape (D,) or (chain, D), or None
+        A fixed diagonal preconditioner G (None: G = 1).
     """
 
     params: torch.Tensor
     center: torch.Tensor
     noise: torch.Tensor
     square_avg: torch.Tensor | None = None
+    metric: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ def step(
     config : SGLDConfig
     """
     grad_u = potential_grad(state, grad, config)
-    square_avg, precond = state.square_avg, None
+    square_avg, precond = state.square_avg, state.metric
     if config.preconditioner == "rmsprop":
         a = config.rmsprop_alpha
         square_avg = a * state.square_avg + (1 - a) * grad * grad

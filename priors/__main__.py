@@ -64,7 +64,7 @@ def _derive(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(f"threshold:      {fmt(px.threshold_expr)}")
     if not pen.params:
         thr = px.threshold(args.t)
-        print(f"threshold(t={args.t:g}): {thr:.10g}")
+        print(f"threshold(t={args.t:g}): {thr:.8g}")
     else:
         names = ", ".join(f"--{s.name}" for s in pen.params)
         print(f"(give {names} for the numeric threshold at t = {args.t:g})")

@@ -49,7 +49,7 @@ class LogE1(sp.Function):
         return sp.log(sp.expint(1, z))
 
     def _latex(self, printer):
-        return r"\log E_1\left(%s\right)" % printer._print(self.args[0])
+        return r"\log E_1\left(" + printer._print(self.args[0]) + r"\right)"
 
 
 def _as_tensor_like(x, ref):
@@ -106,14 +106,62 @@ def _lgamma(x):
     return torch.lgamma(x)
 
 
+class _SafePowFn(torch.autograd.Function):
+    """``x**p`` whose derivative ``p x^{p−1}`` is set to 0 where ``x == 0`` (instead of inf/NaN).
+
+    The backward is written with differentiable torch ops, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, x, p):
+        y = torch.sqrt(x) if p == 0.5 else x**p
+        ctx.save_for_backward(x, y)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        d = ctx.p * y / x  # = p x^{p-1}, without a second pow
+        return torch.where(x == 0, torch.zeros_like(d), d) * grad, None
+
+
+class _AbsPowFn(torch.autograd.Function):
+    """``|x|**p`` (0 < p < 1) with derivative ``p |x|^p / x`` and 0 at ``x == 0``."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        ax = x.abs()
+        y = torch.sqrt(ax) if p == 0.5 else ax**p
+        ctx.save_for_backward(x, y)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: out-of-place, differentiable ops
+            d = ctx.p * grad * y / x
+            return torch.where(x == 0, torch.zeros_like(d), d), None
+        d = grad.mul(ctx.p)
+        d.mul_(y).div_(x)
+        return d.masked_fill_(x == 0, 0.0), None
+
+
+def _abs_pow(x, exponent):
+    """``|x|**exponent`` for ``0 < exponent < 1`` with a zero subgradient at 0 (fast path)."""
+    if not isinstance(x, torch.Tensor) or x.is_complex():
+        return abs(x) ** exponent
+    return _AbsPowFn.apply(x, float(exponent))
+
+
 def _safe_pow(base, exponent):
     """``base**exponent`` with a zero (sub)gradient where ``base == 0`` and ``exponent < 1``."""
     if not isinstance(base, torch.Tensor):
         return base**exponent
-    at0 = base == 0
-    safe = torch.where(at0, torch.ones_like(base), base)
-    zero_val = torch.zeros_like(base) if exponent > 0 else torch.full_like(base, math.inf)
-    return torch.where(at0, zero_val, safe**exponent)
+    if base.is_complex():  # radical roots in the prox: no gradient needed
+        return base**exponent
+    return _SafePowFn.apply(base, float(exponent))
 
 
 # Series (z <= 1) and continued fraction (z > 1) for E1; both are accurate to ~1e-15.
@@ -166,10 +214,10 @@ class _Printer(TorchPrinter):
     """TorchPrinter with translations for the functions sympy prints into failing calls."""
 
     def _print_Max(self, expr):
-        return "_tmax(%s)" % ", ".join(self._print(a) for a in expr.args)
+        return "_tmax(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_Min(self, expr):
-        return "_tmin(%s)" % ", ".join(self._print(a) for a in expr.args)
+        return "_tmin(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_Heaviside(self, expr):
         h0 = self._print(expr.args[1]) if len(expr.args) > 1 else "0.5"
@@ -189,6 +237,8 @@ class _Printer(TorchPrinter):
 
     def _print_Pow(self, expr):
         base, exp = expr.args
+        if exp.is_Number and not exp.is_Integer and 0 < exp < 1 and isinstance(base, sp.Abs):
+            return f"_abs_pow({self._print(base.args[0])}, {self._print(sp.Float(exp, 17))})"
         if exp.is_Number and not exp.is_Integer and exp < 1:
             return f"_safe_pow({self._print(base)}, {self._print(sp.Float(exp, 17))})"
         if exp.is_Integer and exp > 0:
@@ -225,6 +275,7 @@ _NAMESPACE = {
     "_gamma": _gamma,
     "_lgamma": _lgamma,
     "_safe_pow": _safe_pow,
+    "_abs_pow": _abs_pow,
     "_expint": _expint,
     "_log_expint1": log_expint1,
     "math": math,

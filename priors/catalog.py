@@ -9,7 +9,7 @@ name                   parameters                density
 laplace                b                         exp(-|a|/b) / (2b)
 gaussian               sigma                     exp(-a²/(2σ²)) / (σ√(2π))
 cauchy                 s                         1 / (π s (1 + a²/s²))
-student_t              nu, s                     Γ((ν+1)/2)/(Γ(ν/2)√(νπ) s) (1 + a²/(ν s²))^{-(ν+1)/2}
+student_t              nu, s                     Γ((ν+1)/2)/(Γ(ν/2)√(νπ)s) (1+a²/(νs²))^{-(ν+1)/2}
 generalized_gaussian   p, s                      p/(2sΓ(1/p)) exp(-(|a|/s)^p)
 double_pareto          lam (> 1), s              (λ-1)/(2s) (1 + |a|/s)^{-λ}
 horseshoe              tau                       exp(a²/(2τ²)) E₁(a²/(2τ²)) / (τ√(2π³))

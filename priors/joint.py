@@ -64,7 +64,12 @@ def _radial_prior(name, vs, f_r, log_z, params_meta=None) -> Prior:
 
 
 def group_laplace(d: int, lam: float | None = None) -> Prior:
-    r"""Group Laplace prior on ``d`` activations: ``p(a) = λ^d Γ(d/2) / (2π^{d/2} Γ(d)) e^{−λ‖a‖}``."""
+    r"""Group Laplace prior on ``d`` activations.
+
+    Notes
+    -----
+    ``p(a) = λ^d Γ(d/2) / (2π^{d/2} Γ(d)) e^{−λ‖a‖}``.
+    """
     vs = _vars(d)
     lam_ = _param("lam", lam)
     log_z = sp.log(2 * sp.pi ** sp.Rational(d, 2) * sp.gamma(d) / (sp.gamma(sp.Rational(d, 2))
@@ -116,8 +121,11 @@ def mutually_exclusive(d: int, pi: float | None = None, slab: Prior | str = "gau
     pen_expr = sp.Piecewise((sp.oo, count > 1), (sum(coord), True))
     coord_pen = Penalty(sp.Piecewise((0, sp.Eq(x, 0)), (l0 + g_pen.expr, True)), x,
                         g_pen.support, None, True)
+    ai = sp.Symbol("a_i", real=True)
+    tex = (r"\iota(\|a\|_0 \le 1) + \sum_{i=1}^{" + str(d) + r"} 1[a_i \ne 0]\left("
+           + sp.latex(l0) + " + " + sp.latex(g_pen.expr.subs(x, ai)) + r"\right)")
     pen = Penalty(pen_expr, vs, "real", -sp.log(1 - w), True, None,
-                  {"exclusive": coord_pen, "l0_weight": l0})
+                  {"exclusive": coord_pen, "l0_weight": l0, "latex": tex})
     dens = sum(w / d * slab.density.subs(x, vs[i])
                * sp.Mul(*[sp.DiracDelta(vs[j]) for j in range(d) if j != i]) for i in range(d))
     params = tuple(sorted((dens.free_symbols | w.free_symbols) - set(vs), key=lambda s: s.name))

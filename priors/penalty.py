@@ -14,6 +14,7 @@ penalty.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -135,10 +136,14 @@ class Penalty:
             values["lambda"] = values.pop("lam")
         unknown = set(values) - set(by_name)
         if unknown:
-            raise ValueError(f"subs: unknown parameter(s) {sorted(unknown)}; have {sorted(by_name)}")
+            raise ValueError(
+                f"subs: unknown parameter(s) {sorted(unknown)}; have {sorted(by_name)}"
+            )
         m = {by_name[k]: to_sympy_number(v) for k, v in values.items()}
         meta = {}
         for k, v in self.meta.items():
+            if k == "latex":
+                continue  # a hand-made LaTeX string cannot follow the substitution
             if isinstance(v, Penalty):
                 own = {p.name for p in v.params}
                 v = v.subs(**{n: x for n, x in values.items() if n in own})
@@ -193,9 +198,11 @@ class Penalty:
     # ------------------------------------------------------------------ printing
     def latex(self) -> str:
         """LaTeX of the penalty, with the support indicator when the support is not ℝ."""
+        if "latex" in self.meta:
+            return self.meta["latex"]
         s = sp.latex(self.expr)
         if self.dim == 1 and self.support != sp.Reals:
-            s += r" + \iota_{%s}(%s)" % (sp.latex(self.support), sp.latex(self.var))
+            s += r" + \iota_{" + sp.latex(self.support) + "}(" + sp.latex(self.var) + ")"
         return s
 
     def __str__(self) -> str:
@@ -227,7 +234,8 @@ class Penalty:
         Notes
         -----
         Subgradients at kinks: ``d|a|/da = 0`` at 0 (torch's convention) and
-        ``d|a|^p/da = 0`` at 0 for ``p < 1`` (instead of NaN).
+        ``d|a|^p/da = 0`` at 0 for ``p < 1`` (instead of NaN).  Where ``pen(0) = −∞``
+        (horseshoe, Gamma with k < 1) the value at 0 is ``-inf`` and its gradient NaN.
         """
         pen = self.subs(**params) if params else self
         return _compile_penalty(pen)
@@ -273,6 +281,12 @@ def _compile_penalty(pen: Penalty) -> Callable:
         lo, hi = support.inf, support.sup
         lo_open, hi_open = support.left_open, support.right_open
     dim = pen.dim
+    if lo is not None:
+        safe_pt = float(lo) + 1.0 if lo.is_finite else float(hi) - 1.0
+        if lo.is_finite and hi.is_finite:
+            safe_pt = 0.5 * (float(lo) + float(hi))
+    # polynomials are finite everywhere: no need to move points outside the support
+    polynomial = pen.expr.is_polynomial(*pen.vars)
 
     def f(a, **kw):
         missing = [n for n in names if n not in kw]
@@ -292,18 +306,19 @@ def _compile_penalty(pen: Penalty) -> Callable:
             out = fn(a, *extra)
             ref = a
         else:
-            inside = torch.ones_like(a, dtype=torch.bool)
+            inside = None
             if lo.is_finite:
-                inside &= (a > float(lo)) if lo_open else (a >= float(lo))
+                inside = (a > float(lo)) if lo_open else (a >= float(lo))
             if hi.is_finite:
-                inside &= (a < float(hi)) if hi_open else (a <= float(hi))
-            # evaluate on a safe point outside the support so that no NaN gradient leaks
-            safe_pt = float(lo) + 1.0 if lo.is_finite else float(hi) - 1.0
-            if lo.is_finite and hi.is_finite:
-                safe_pt = 0.5 * (float(lo) + float(hi))
-            a_safe = torch.where(inside, a, torch.full_like(a, safe_pt))
-            out = fn(a_safe, *extra)
-            out = torch.where(inside, out, torch.full_like(a, float("inf")))
+                up = (a < float(hi)) if hi_open else (a <= float(hi))
+                inside = up if inside is None else inside & up
+            if polynomial:
+                out = fn(a, *extra)
+            else:
+                # evaluate on a point inside the support so that no NaN gradient leaks
+                a_safe = torch.where(inside, a, safe_pt)
+                out = fn(a_safe, *extra)
+            out = torch.where(inside, out, math.inf)
             ref = a
         if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
             out = torch.as_tensor(out, dtype=ref.dtype, device=ref.device).expand(ref.shape)
@@ -369,6 +384,8 @@ def _penalty(prior: Prior) -> Penalty:
         if not _is_finite_number(d0):
             d0 = sp.S.Zero
         l0 = sp.simplify(const + d0 + sp.log(prior.atom))
+        if l0.is_number and l0.has(sp.Float):
+            l0 = sp.Float(l0.evalf(17), 17)  # fitted (float) parameters: one number
         slab_pen = sp.simplify(dep - d0)
         expr = sp.Piecewise((0, sp.Eq(a, 0)), (slab_pen + l0, True))
         meta = {"l0_weight": l0, "slab_penalty": slab_pen}

@@ -66,7 +66,8 @@ def as_support(support: Any, dim: int = 1) -> sp.Set:
         base = sp.Interval(0, sp.oo)
     else:
         raise ValueError(
-            f"support: expected 'real', 'positive' or 'nonnegative' (or a sympy Set), got {support!r}"
+            "support: expected 'real', 'positive' or 'nonnegative' (or a sympy Set), "
+            f"got {support!r}"
         )
     return base if dim == 1 else sp.ProductSet(*([base] * dim))
 

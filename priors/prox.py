@@ -111,7 +111,9 @@ class Prox:
 
         Notes
         -----
-        The prox of any function on ℝ is monotone in ``v``, so bisection is exact up to 1e-12.
+        The prox of any function on ℝ is monotone in ``v``, so bisection applies.  Near a
+        continuous start the objectives of 0 and of the stationary point differ by O(ε²), so
+        float64 comparisons give the threshold to about 1e-8 (relative).
         """
         if self.penalty.dim != 1:
             f1 = self.to_torch(**params)
@@ -147,7 +149,7 @@ class Prox:
     def latex(self) -> str:
         """LaTeX of the candidate stationary points (closed form) or of the method."""
         if not self.branches:
-            return r"\text{%s}" % self.method
+            return r"\text{" + self.method + "}"
         parts = []
         for br in self.branches:
             for r in br.roots:

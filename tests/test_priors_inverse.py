@@ -138,9 +138,11 @@ def test_horseshoe_density_matches_half_cauchy_scale_mixture_numerically():
     hs = priors.get("horseshoe", tau=1)
     f = sp.lambdify(A, hs.density, modules=[{"expint": special.expn}, "numpy"])
     for x in (0.3, 1.0, 2.5):
-        mix = integrate.quad(lambda lam: math.exp(-x * x / (2 * lam * lam))
-                             / (lam * math.sqrt(2 * math.pi)) * 2 / (math.pi * (1 + lam * lam)),
-                             0, np.inf)[0]
+        def integrand(lam, x=x):
+            normal = math.exp(-x * x / (2 * lam * lam)) / (lam * math.sqrt(2 * math.pi))
+            return normal * 2 / (math.pi * (1 + lam * lam))
+
+        mix = integrate.quad(integrand, 0, np.inf)[0]
         assert float(f(x)) == pytest.approx(mix, rel=1e-8)
 
 

@@ -51,7 +51,7 @@ def _check_against_grid(pen, prox_fn, t):
     best, idx = _brute_force(pen_t, V, t)
     # never worse than any grid point ...
     assert torch.all(ours <= best + 1e-10), (ours - best).max()
-    # ... and not better than the grid allows (objective is locally Lipschitz: slope ≤ |x−v| + t|pen'|)
+    # ... and not better than the grid allows (the objective's local slope ≤ |x−v| + t|pen'|)
     slope = (out - V).abs() + 10 * t + 1
     assert torch.all(best - ours <= slope * H), (best - ours).max()
     # same minimizer as the grid, except at ties between two local minima (jump thresholds)
@@ -236,9 +236,9 @@ def test_multivariate_t_and_exclusive_prox_brute_force():
     for v in ([3.0, -1.0], [0.4, 0.2], [-4.5, 2.0]):
         vt = torch.tensor(v, dtype=torch.float64)
         out = f(vt[None], 1.5)[0]
-        obj = lambda x: 0.5 * ((x - vt) ** 2).sum(-1) + 1.5 * pen_t(x)  # noqa: E731
+        ours = 0.5 * ((out - vt) ** 2).sum() + 1.5 * pen_t(out[None])[0]
         best = (0.5 * ((pts - vt) ** 2).sum(-1) + 1.5 * pg).min()
-        assert obj(out[None])[0] <= best + 1e-12
+        assert ours <= best + 1e-12
     ex = priors.penalty(priors.mutually_exclusive(3, pi=0.4, sigma=1))
     fx = priors.prox(ex).to_torch()
     v = torch.tensor([[3.0, -3.5, 0.2], [0.5, 0.1, -0.3]], dtype=torch.float64)
@@ -269,3 +269,19 @@ def test_dtype_preserved_and_t_tensor():
     out = f(v, torch.full_like(v, 0.5))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, f(v.double(), 0.5).float())
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "pi"),
+    [("laplace", {"loc": 0.5, "scale": 0.8}, None),
+     ("t", {"df": 2.7, "scale": 0.6}, 0.6),
+     ("lognorm", {"s": 0.5, "scale": 1.5}, 0.4),
+     ("gennorm", {"beta": 0.8}, None)],
+)
+def test_prox_of_scipy_priors_brute_force(name, params, pi):
+    """Priors as priors.fit returns them (shifted, hurdle/spike-and-slab, positive slabs)."""
+    prior = priors.Prior.from_scipy(name, **params)
+    if pi is not None:
+        prior = priors.spike_and_slab(prior, pi=pi)
+    pen = priors.penalty(prior)
+    _check_against_grid(pen, priors.prox(pen).to_torch(), 0.7)

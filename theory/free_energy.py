@@ -7,6 +7,7 @@ quadrature gives the exact value that the LLC estimator targets at finite n, the
 ``nβ K(w)`` under the localised tempered posterior, so the estimator can be checked against an
 integral instead of against the n → ∞ limit.
 
+>>> import numpy as np
 >>> from theory.free_energy import free_energy_curve
 >>> curve = free_energy_curve(lambda w: w[:, 0] ** 2 * w[:, 1] ** 4, np.logspace(8, 16, 9),
 ...                           center=[0.0, 0.0])
@@ -73,17 +74,20 @@ class Potential:
 
 
 def potential_from_model(
-    model: nn.Module, data, *, loss: str | Callable = "mse", chunk: int = 4096
+    model: nn.Module, data, *, loss: str | Callable = "mse", params=None, chunk: int = 4096
 ) -> Potential:
     """The empirical potential ``K_n(w) = L_n(w) − L_n(w*)`` of a model with 1–3 parameters.
 
     Parameters
     ----------
     model : nn.Module
-        At w* (its current parameters); 1 to 3 scalar parameters in total. Not modified.
+        At w* (its current parameters). Not modified.
     data : (inputs, targets) tuple, or inputs alone with ``loss="behavioral"``
     loss : {"mse", "cross_entropy", "behavioral"} or callable
         As in :func:`llc.estimate_llc`; ``"behavioral"`` is ``½‖f_w(x) − f_{w*}(x)‖²``.
+    params : optional
+        As in :func:`llc.estimate_llc`: the parameters that vary (1 to 3 scalars in total); the
+        others stay at w*.
     chunk : int
         Parameter points per vectorised model call.
 
@@ -93,42 +97,29 @@ def potential_from_model(
     :func:`torch.func.functional_call` vectorised over points by :func:`torch.func.vmap`.
     """
     from llc._data import DIVERGENCES, prepare_data, resolve_loss
+    from llc._functional import FlatModel
+    from llc.estimator import _selector
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    named = [(k, p) for k, p in model.named_parameters()]
-    d = sum(p.numel() for _, p in named)
-    if not 1 <= d <= MAX_DIM:
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        raise ValueError("model has no parameters")
+    flat = FlatModel.from_module(model, select=_selector(params), device=first.device, dtype=torch.float64)
+    if not 1 <= flat.dim <= MAX_DIM:
         raise ValueError(
-            f"model must have 1 to {MAX_DIM} scalar parameters for quadrature, got {d}"
+            f"model must have 1 to {MAX_DIM} scalar parameters (selected by params=) for "
+            f"quadrature, got {flat.dim}"
         )
     behavioral = isinstance(loss, str) and loss == "behavioral"
     loss_fn = DIVERGENCES["mse"] if behavioral else resolve_loss(loss)
-    dev = named[0][1].device
+    dev = first.device
     x, y = prepare_data(data, device=dev, dtype=torch.float64, require_targets=not behavioral)
-    names = tuple(k for k, _ in named)
-    shapes = [p.shape for _, p in named]
-    center = torch.cat([p.detach().reshape(-1) for _, p in named]).to(torch.float64)
-    buffers = {k: b.detach() for k, b in model.named_buffers()}
-    module = model
-
-    def unflatten(flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = torch.split(flat, [s.numel() for s in shapes])
-        return {k: v.reshape(s) for k, v, s in zip(names, parts, shapes)}
-
-    def f(flat: torch.Tensor) -> torch.Tensor:
-        params = {k: v.to(torch.float64) for k, v in unflatten(flat).items()}
-        return torch.func.functional_call(module, {**buffers, **params}, (x,))
-
     with torch.no_grad():
         if behavioral:
-            y = f(center)
-        base = loss_fn(f(center), y).mean()
-
-    def mean_loss(flat: torch.Tensor) -> torch.Tensor:
-        return loss_fn(f(flat), y).mean()
-
-    batched = torch.func.vmap(mean_loss)
+            y = flat.forward(flat.center, x)
+        base = flat.per_sample_loss(flat.center, x, y, loss_fn).mean()
+    batched = torch.func.vmap(lambda w: flat.per_sample_loss(w, x, y, loss_fn).mean())
 
     def evaluate(w: np.ndarray) -> np.ndarray:
         w_t = torch.as_tensor(np.asarray(w, dtype=np.float64), device=dev)
@@ -136,7 +127,7 @@ def potential_from_model(
             out = [batched(w_t[i : i + chunk]) - base for i in range(0, w_t.shape[0], chunk)]
         return torch.cat(out).cpu().numpy()
 
-    return Potential(center.cpu().numpy(), names, int(x.shape[0]), evaluate)
+    return Potential(flat.center.cpu().numpy(), flat.names, int(x.shape[0]), evaluate)
 
 
 def _setup(potential, center, box, localization, order):

@@ -1,0 +1,190 @@
+"""estimate_llc: input checks, no side effects, reproducibility, divergence handling."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import llc
+
+FAST = {"num_burnin": 20, "num_draws": 30, "step_size": 1e-4, "progress": False, "num_chains": 3}
+
+
+@pytest.fixture
+def problem():
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 2))
+    x = torch.randn(200, 3, generator=gen)
+    with torch.no_grad():
+        y = model(x) + 0.1 * torch.randn(200, 2, generator=gen)
+    return model, x, y
+
+
+def test_result_fields_and_shapes(problem):
+    model, x, y = problem
+    res = llc.estimate_llc(model, (x, y), **FAST)
+    assert res.per_chain.shape == (3,)
+    assert res.loss_trace.shape == res.llc_trace.shape == (3, 30)
+    assert res.mala_acceptance.shape == res.diverged.shape == (3,)
+    assert res.nbeta == pytest.approx(200 / np.log(200))
+    np.testing.assert_allclose(res.per_chain, res.llc_trace.mean(axis=1))
+    assert res.mean == pytest.approx(res.per_chain.mean())
+    with torch.no_grad():
+        assert res.init_loss == pytest.approx(0.5 * ((model(x) - y) ** 2).sum(1).mean().item(), rel=1e-5)
+    assert "λ̂" in res.summary()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = res.plot()
+    assert fig.axes and len(fig.axes[0].lines) >= 3
+
+
+def test_same_seed_same_result_and_chain_batch_does_not_matter(problem):
+    model, x, y = problem
+    a = llc.estimate_llc(model, (x, y), seed=5, **FAST)
+    b = llc.estimate_llc(model, (x, y), seed=5, chain_batch=2, **FAST)
+    c = llc.estimate_llc(model, (x, y), seed=6, **FAST)
+    np.testing.assert_array_equal(a.llc_trace, b.llc_trace)
+    assert not np.array_equal(a.llc_trace, c.llc_trace)
+    g1 = llc.estimate_llc(model, (x, y), seed=torch.Generator().manual_seed(3), **FAST)
+    g2 = llc.estimate_llc(model, (x, y), seed=torch.Generator().manual_seed(3), **FAST)
+    np.testing.assert_array_equal(g1.llc_trace, g2.llc_trace)
+
+
+def test_data_forms_agree(problem):
+    model, x, y = problem
+    ref = llc.estimate_llc(model, (x, y), **FAST).llc_trace
+    ds = TensorDataset(x, y)
+    np.testing.assert_array_equal(llc.estimate_llc(model, ds, **FAST).llc_trace, ref)
+    np.testing.assert_array_equal(llc.estimate_llc(model, DataLoader(ds, batch_size=17), **FAST).llc_trace, ref)
+
+
+def test_no_side_effects_on_model_or_global_rng():
+    gen = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.2), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 1))
+    model[3].eval()  # running statistics frozen, the rest in train mode (dropout active)
+    model[0].bias.requires_grad_(False)
+    x = torch.randn(100, 3, generator=gen)
+    y = torch.randn(100, 1, generator=gen)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = [m.training for m in model.modules()]
+    grads = [p.grad for p in model.parameters()]
+    torch.manual_seed(1234)
+    rng = torch.get_rng_state()
+    llc.estimate_llc(model, (x, y), **FAST)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert [m.training for m in model.modules()] == modes
+    assert [p.grad for p in model.parameters()] == grads
+
+
+def test_cross_entropy_and_callable_losses():
+    gen = torch.Generator().manual_seed(2)
+    model = nn.Linear(4, 3)
+    x = torch.randn(150, 4, generator=gen)
+    labels = torch.randint(3, (150,), generator=gen)
+    res = llc.estimate_llc(model, (x, labels), loss="cross_entropy", **FAST)
+    assert np.isfinite(res.mean)
+
+    def ce(outputs, targets):
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    res2 = llc.estimate_llc(model, (x, labels), loss=ce, **FAST)
+    np.testing.assert_allclose(res.llc_trace, res2.llc_trace)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "word"),
+    [
+        ({"step_size": 0.0}, ValueError, "step_size"),
+        ({"step_size": -1e-3}, ValueError, "step_size"),
+        ({"nbeta": 0.0}, ValueError, "nbeta"),
+        ({"nbeta": -3.0}, ValueError, "nbeta"),
+        ({"num_chains": 0}, ValueError, "num_chains"),
+        ({"num_chains": 2.5}, TypeError, "num_chains"),
+        ({"num_draws": 0}, ValueError, "num_draws"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"localization": -1.0}, ValueError, "localization"),
+        ({"sampler": "hmc"}, ValueError, "sampler"),
+        ({"loss": "hinge"}, ValueError, "loss"),
+        ({"loss": 3}, TypeError, "loss"),
+        ({"seed": "abc"}, TypeError, "seed"),
+        ({"dtype": torch.int64}, TypeError, "dtype"),
+        ({"scheme": "heun"}, ValueError, "scheme"),
+    ],
+)
+def test_bad_arguments(problem, kwargs, exc, word):
+    model, x, y = problem
+    with pytest.raises(exc, match=word):
+        llc.estimate_llc(model, (x, y), **{**FAST, **kwargs})
+
+
+def test_bad_data_and_models(problem):
+    model, x, y = problem
+    with pytest.raises(ValueError, match="empty"):
+        llc.estimate_llc(model, (x[:0], y[:0]), **FAST)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        llc.estimate_llc(model, (x, y[:10]), **FAST)
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="inputs contain non-finite"):
+        llc.estimate_llc(model, (bad, y), **FAST)
+    bad_y = y.clone()
+    bad_y[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="targets contain non-finite"):
+        llc.estimate_llc(model, (x, bad_y), **FAST)
+    with pytest.raises(ValueError, match="targets"):
+        llc.estimate_llc(model, x, **FAST)
+    with pytest.raises(TypeError, match="data"):
+        llc.estimate_llc(model, {"x": x}, **FAST)
+    with pytest.raises(ValueError, match="no parameters"):
+        llc.estimate_llc(nn.ReLU(), (x, y), **FAST)
+    with pytest.raises(TypeError, match="model"):
+        llc.estimate_llc(lambda t: t, (x, y), **FAST)
+    with pytest.raises(ValueError, match="one value per sample"):
+        llc.estimate_llc(model, (x, y), loss=lambda out, t: ((out - t) ** 2).mean(), **FAST)
+    with pytest.raises(ValueError, match="one value per sample"):
+        llc.estimate_llc(model, (x, y), loss=lambda out, t: (out - t) ** 2, **FAST)
+
+
+class _Cliff(nn.Module):
+    """f(x) = w x with a loss that turns non-finite once |w| > 0.3: chains that get there diverge."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.w * x + torch.where(self.w.abs() > 0.3, torch.inf, 0.0)
+
+
+def test_diverging_chains_are_reported_and_left_out():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, generator=gen)
+    y = torch.zeros(400, 1)
+    kw = {"num_chains": 8, "num_burnin": 0, "num_draws": 200, "progress": False, "localization": 0.0}
+    with pytest.warns(RuntimeWarning, match=r"chain \d+ diverged .*smaller step_size"):
+        res = llc.estimate_llc(_Cliff(), (x, y), step_size=3e-4, nbeta=1.0, **kw)
+    assert res.diverged.any() and not res.diverged.all()
+    assert np.isnan(res.per_chain[res.diverged]).all()
+    assert np.isfinite(res.mean) and res.mean == pytest.approx(np.mean(res.per_chain[~res.diverged]))
+    with pytest.raises(RuntimeError, match="every chain diverged.*smaller"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            llc.estimate_llc(_Cliff(), (x, y), step_size=10.0, nbeta=1.0, **kw)
+
+
+def test_weight_refined_selection(problem):
+    model, x, y = problem
+    res = llc.estimate_llc(model, (x, y), params=["2.weight"], **FAST)
+    assert res.config["params"] == ["2.weight"] and res.config["d"] == 12
+    res = llc.estimate_llc(model, (x, y), params=model[0], **FAST)
+    assert res.config["params"] == ["0.weight", "0.bias"]
+    with pytest.raises(ValueError, match="params"):
+        llc.estimate_llc(model, (x, y), params=["nothing"], **FAST)
