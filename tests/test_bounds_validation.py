@@ -71,7 +71,7 @@ def test_exact_and_estimate_inside_bounds(name, seed):
     assert b.contains(lam), (name, b.lower, b.upper, lam)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = llc.estimate_llc(model, data, localization=gamma, num_chains=4, max_draws=2000,
+        r = llc.estimate_llc(model, data, localization=gamma, num_chains=4, max_draws=3000,
                              seed=seed, progress=False)
     assert math.isfinite(r.mcse) and r.mcse > 0
     assert b.contains(r.mean, tol=3.5 * r.mcse), (name, b.lower, b.upper, r.mean, r.mcse)

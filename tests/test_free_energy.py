@@ -171,7 +171,7 @@ def test_estimator_matches_quadrature(name, gamma, seed):
     oracle = localized_llc(potential_from_model(model, data), n / math.log(n), localization=gamma)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = llc.estimate_llc(model, data, localization=gamma, num_chains=4, seed=seed,
+        r = llc.estimate_llc(model, data, localization=gamma, num_chains=4, max_draws=3000, seed=seed,
                              progress=False)
     assert abs(r.mean - oracle) <= 3.5 * r.mcse, (name, r.mean, oracle, r.mcse)
 
