@@ -135,6 +135,12 @@ class ChainRunner:
         return self._call(self._hvp, (params, vecs, self.x[idx], self.y[idx])).detach()
 
     # -- the loop ----------------------------------------------------------------------------
+    def revive(self, chains: list[int]) -> None:
+        """Forget the divergence of these chains (their parameters were reset to w*)."""
+        for c in chains:
+            self.diverged_at[c] = None
+            self.diverged_why[c] = ""
+
     def alive(self) -> torch.Tensor:
         return torch.tensor([d is None for d in self.diverged_at], device=self.x.device)
 

@@ -68,16 +68,21 @@ class Curvature:
         """The d×d matrix, symmetrised."""
         flat = self.flat
         if method == "hessian":
+
             def total(w):
                 return flat.per_sample_loss(w, self.x, self.y, self.loss_fn).mean()
 
             mat = hessian(total)(flat.center)
         else:
-            mat = torch.zeros(flat.dim, flat.dim, dtype=flat.center.dtype, device=flat.center.device)
+            mat = torch.zeros(
+                flat.dim, flat.dim, dtype=flat.center.dtype, device=flat.center.device
+            )
             for i in range(0, self.n, CHUNK):
                 xb, yb = self.x[i : i + CHUNK], self.y[i : i + CHUNK]
                 out = flat.forward(flat.center, xb).detach()
-                jac = jacrev(lambda w, xb=xb: flat.forward(w, xb).reshape(xb.shape[0], -1))(flat.center)
+                jac = jacrev(lambda w, xb=xb: flat.forward(w, xb).reshape(xb.shape[0], -1))(
+                    flat.center
+                )
                 h = self._output_hessians(out, yb)  # (B, o, o)
                 mat += torch.einsum("boi,bop,bpj->ij", jac, h, jac)
             mat /= self.n
@@ -88,6 +93,7 @@ class Curvature:
         """``v ↦ M v`` for the Gauss–Newton matrix or the Hessian, without forming M."""
         flat, c = self.flat, self.flat.center
         if method == "hessian":
+
             def grad_fn(w):
                 return torch.func.grad(
                     lambda u: flat.per_sample_loss(u, self.x, self.y, self.loss_fn).mean()
@@ -144,8 +150,15 @@ def lanczos_spectrum(
     op = LinearOperator((d, d), matvec=mv, dtype=np.float64)
     k = min(start_k, max_k)
     while True:
-        vals = eigsh(op, k=k, which="LA" if psd else "LM", v0=v0, return_eigenvectors=False,
-                     tol=1e-10, maxiter=max(1000, 20 * k))
+        vals = eigsh(
+            op,
+            k=k,
+            which="LA" if psd else "LM",
+            v0=v0,
+            return_eigenvectors=False,
+            tol=1e-10,
+            maxiter=max(1000, 20 * k),
+        )
         vals = vals[np.argsort(-np.abs(vals))]
         tau = rtol * float(np.abs(vals[0]))
         done = np.abs(vals[-1]) < tau

@@ -2,10 +2,11 @@
 
 Warm-up runs in windows of ``window`` steps. Before the first window, ε is set from the largest
 curvature of the potential at points around w* whose excess energy is typical of the posterior;
-after every window it is re-set to ``ε = c / κ̂`` (c = 1/2) with κ̂ the median over chains of the
-largest curvature of ``U = nβ L + γ/2 ‖w − w*‖²`` at the chains' current points (power iteration with Hessian-vector
+after every window it is re-set to ``ε = c / κ̂`` (c = 1/2) with κ̂ the largest curvature of
+``U = nβ L + γ/2 ‖w − w*‖²`` over the chains' current points (power iteration with Hessian-vector
 products, warm-started). Singular models need this: chains drift to regions of higher curvature
 than w*, and a step size fixed from w* lets them run into stiff regions where it is too large.
+A chain that diverges during warm-up is restarted at w* with ε halved (and capped there).
 Warm-up ends once ε has settled (changed by less than 25 % over the last window), the warm-up
 spans at least ten integrated autocorrelation times of the trace ``nβ (L_B − L_B(w*))`` and four
 times the number of steps the trace took to first reach 90 % of its current level, and
@@ -40,6 +41,7 @@ class WarmupResult:
     num_steps: int
     converged: bool
     step_sizes: tuple[float, ...]
+    restarts: int = 0
 
 
 @torch.no_grad()
@@ -139,7 +141,7 @@ def warmup(
         config = replace(config, step_size=eps0)
     step_sizes = [config.step_size]
     llc_parts, loss_parts = [], []
-    total, converged = 0, False
+    total, converged, restarts, eps_cap = 0, False, 0, math.inf
     budget = num_steps if num_steps is not None else window * max_windows
     while total < budget:
         n_steps = min(window, budget - total)
@@ -151,6 +153,15 @@ def warmup(
         ex = (config.nbeta * (loss - lc)).cpu().numpy()
         llc_parts.append(ex)
         loss_parts.append(loss.cpu().numpy())
+        dead = [c for c, d in enumerate(runner.diverged_at) if d is not None]
+        if dead and adapt_step and num_steps is None:
+            # adaptation, not sampling: halve ε, restart those chains at w*, never exceed it again
+            config = replace(config, step_size=0.5 * config.step_size)
+            eps_cap = config.step_size
+            restarts += len(dead)
+            runner.revive(dead)
+            step_sizes.append(config.step_size)
+            continue
         alive = np.isfinite(ex).all(axis=1)
         if not alive.any():
             break
@@ -163,11 +174,11 @@ def warmup(
         runner.grad_sq_count = 0
         if adapt_step:
             kappa, vecs = runner.top_curvature(state, config, vecs, iters=3)
-            # The median chain sets ε: with c = 1/2 a chain up to eight times stiffer is still
-            # stable (εκ < 4), and one chain in a stiff region does not slow all the others.
-            k = kappa[torch.as_tensor(alive, device=kappa.device)].median().item()
+            # The stiffest chain sets ε (a median rule let single chains run into regions where ε
+            # was unstable: quartic potentials have near-zero curvature at w*).
+            k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
             new_eps = STEP_FACTOR / max(k, config.localization, 1e-12)
-            new_eps = min(max(new_eps, 0.5 * config.step_size), 2.0 * config.step_size)
+            new_eps = min(max(new_eps, 0.5 * config.step_size), 2.0 * config.step_size, eps_cap)
             settled = abs(math.log(new_eps / config.step_size)) < math.log(1.25)
             config = replace(config, step_size=new_eps)
             step_sizes.append(new_eps)
@@ -189,6 +200,7 @@ def warmup(
         else np.zeros((runner.num_chains, 0)),
         num_steps=total,
         converged=converged or num_steps is not None,
+        restarts=restarts,
         step_sizes=tuple(step_sizes),
     )
 

@@ -102,8 +102,12 @@ class Bounds:
             mu = np.abs(curv.spectrum)
             floor = max(mu.max() * 1e-18, 1e-300)
             ax.semilogy(np.arange(1, mu.size + 1), np.maximum(mu, floor), "o", ms=3)
-            ax.axhline(curv.threshold, color="r", ls="--",
-                       label=f"τ = {curv.rtol:.2g}·μ_max → rank {curv.rank}")
+            ax.axhline(
+                curv.threshold,
+                color="r",
+                ls="--",
+                label=f"τ = {curv.rtol:.2g}·μ_max → rank {curv.rank}",
+            )
             ax.set_xlabel("index")
             ax.set_ylabel(f"|eigenvalue| ({curv.config.get('method', '')})")
             ax.legend(fontsize=8)
@@ -119,7 +123,9 @@ class Bounds:
             ax.legend(fontsize=8, loc="lower right")
         ax.set_yticks([])
         ax.set_xlabel("λ")
-        ax.set_xlim(left=min(0.0, ax.get_xlim()[0]), right=1.35 * max(b.upper for b in items) + 1e-9)
+        ax.set_xlim(
+            left=min(0.0, ax.get_xlim()[0]), right=1.35 * max(b.upper for b in items) + 1e-9
+        )
         fig.tight_layout()
         return fig
 
@@ -224,7 +230,9 @@ def hessian_bounds(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if rtol is not None and (
-        isinstance(rtol, bool) or not isinstance(rtol, int | float) or not math.isfinite(rtol)
+        isinstance(rtol, bool)
+        or not isinstance(rtol, int | float)
+        or not math.isfinite(rtol)
         or not 0 < rtol < 1
     ):
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
@@ -238,7 +246,9 @@ def hessian_bounds(
         loss_fn = DIVERGENCES[divergence]
     else:
         loss_fn = resolve_loss(loss)
-    x, y = prepare_data(data, device=flat.center.device, dtype=dtype, require_targets=not behavioral)
+    x, y = prepare_data(
+        data, device=flat.center.device, dtype=dtype, require_targets=not behavioral
+    )
     with torch.no_grad():
         if behavioral:
             y = flat.forward(flat.center, x)
@@ -254,7 +264,12 @@ def hessian_bounds(
         complete, kind = True, "dense"
     else:
         spectrum, tau, complete = lanczos_spectrum(
-            curv.matvec(method), d, like=flat.center, rtol=rtol, psd=method == "gauss_newton", seed=seed
+            curv.matvec(method),
+            d,
+            like=flat.center,
+            rtol=rtol,
+            psd=method == "gauss_newton",
+            seed=seed,
         )
         kind = "lanczos"
     r = int((np.abs(spectrum) > tau).sum()) if tau > 0 else 0
@@ -268,19 +283,28 @@ def hessian_bounds(
         spectrum=spectrum,
         threshold=tau,
         rtol=rtol,
-        config={"method": method, "matrix": kind, "n": n, "complete": complete,
-                "params": list(flat.names)},
+        config={
+            "method": method,
+            "matrix": kind,
+            "n": n,
+            "complete": complete,
+            "params": list(flat.names),
+        },
     )
 
 
 def _hidden_layers(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear | None]]:
     """(Linear followed by ReLU, the next Linear or None) for an nn.Sequential of Linear/ReLU."""
     if not isinstance(model, nn.Sequential):
-        raise TypeError(f"model must be an nn.Sequential of Linear and ReLU layers, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be an nn.Sequential of Linear and ReLU layers, got {type(model).__name__}"
+        )
     layers = list(model)
     for m in layers:
         if not isinstance(m, nn.Linear | nn.ReLU):
-            raise TypeError(f"model must contain only nn.Linear and nn.ReLU layers, found {type(m).__name__}")
+            raise TypeError(
+                f"model must contain only nn.Linear and nn.ReLU layers, found {type(m).__name__}"
+            )
     out = []
     for i, m in enumerate(layers):
         if isinstance(m, nn.Linear) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
@@ -353,7 +377,10 @@ def symmetry_bound(model: nn.Sequential, data) -> Bounds:
         count = 0
         if nxt is not None:  # no rescaling without a following layer to compensate
             for j in torch.nonzero(~dd).flatten().tolist():
-                parts = [lin.weight[j][~free[id(lin.weight)][j]], nxt.weight[:, j][~free[id(nxt.weight)][:, j]]]
+                parts = [
+                    lin.weight[j][~free[id(lin.weight)][j]],
+                    nxt.weight[:, j][~free[id(nxt.weight)][:, j]],
+                ]
                 if lin.bias is not None and not free[id(lin.bias)][j]:
                     parts.append(lin.bias[j : j + 1])
                 if any(bool((p != 0).any()) for p in parts):
@@ -369,8 +396,12 @@ def symmetry_bound(model: nn.Sequential, data) -> Bounds:
         upper_source="symmetry",
         d=d,
         free_directions=k_total,
-        config={"method": "symmetry", "layers": summary, "freed_coordinates": k,
-                "rescalings": rescalings},
+        config={
+            "method": "symmetry",
+            "layers": summary,
+            "freed_coordinates": k,
+            "rescalings": rescalings,
+        },
     )
 
 
@@ -401,8 +432,12 @@ def bounds(
         ``upper_source`` naming the winners; ``parts`` holds each bound.
     """
     parts = [dimension_bound(model, params=params)]
-    parts.append(hessian_bounds(model, data, loss=loss, rtol=rtol, method=method, params=params, **kwargs))
-    relu = isinstance(model, nn.Sequential) and all(isinstance(m, nn.Linear | nn.ReLU) for m in model)
+    parts.append(
+        hessian_bounds(model, data, loss=loss, rtol=rtol, method=method, params=params, **kwargs)
+    )
+    relu = isinstance(model, nn.Sequential) and all(
+        isinstance(m, nn.Linear | nn.ReLU) for m in model
+    )
     if relu and params is None:
         parts.append(symmetry_bound(model, data))
     lo = max(parts, key=lambda b: b.lower)

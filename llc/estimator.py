@@ -348,6 +348,7 @@ def estimate_llc(
             "step_size_history": warm.step_sizes,
             "num_burnin": "given" if num_burnin is not None else "until stationary",
             "warmup_converged": warm.converged,
+            "warmup_restarts": warm.restarts,
             "num_draws": "given" if num_draws is not None else "until MCSE ≤ 1% of λ̂ (max_draws cap)",
             "localization": "given"
             if localization is not None

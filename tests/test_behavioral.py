@@ -99,11 +99,14 @@ def test_behavioral_exceeds_training_when_dominated():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(N, 1, generator=g)
     y = torch.cat([0.3 * torch.randn(N, 1, generator=g), torch.zeros(N, 1)], dim=1)
-    w1_hat = float((x[:, 0] * y[:, 0]).sum() / (x[:, 0] ** 2).sum())  # least squares: w* minimises L_n
+    w1_hat = float(
+        (x[:, 0] * y[:, 0]).sum() / (x[:, 0] ** 2).sum()
+    )  # least squares: w* minimises L_n
     model = TwoHeads(w1_hat)
     exact_l = free_energy_curve(lambda w: 0.5 * w[:, 0] ** 2, np.logspace(10, 40, 7), center=[0, 0])
-    exact_b = free_energy_curve(lambda w: 0.5 * (w[:, 0] ** 2 + w[:, 1] ** 4), np.logspace(10, 40, 7),
-                                center=[0, 0])
+    exact_b = free_energy_curve(
+        lambda w: 0.5 * (w[:, 0] ** 2 + w[:, 1] ** 4), np.logspace(10, 40, 7), center=[0, 0]
+    )
     assert exact_l.slope == pytest.approx(0.5, rel=0.02)
     assert exact_b.slope == pytest.approx(3 / 4, rel=0.02)
     r_l = _estimate(model, (x, y), seed=4, loss=first_head_mse)
@@ -120,12 +123,15 @@ def test_counterexample_negative_square():
     y = torch.ones(N, 1)
     model = NegSquare()
     ns = np.logspace(10, 40, 7)
-    assert free_energy_curve(lambda w: w[:, 0] ** 2 + 0.5 * w[:, 0] ** 4, ns,
-                             center=[0.0]).slope == pytest.approx(0.5, rel=0.02)
-    assert free_energy_curve(lambda w: 0.5 * w[:, 0] ** 4, ns,
-                             center=[0.0]).slope == pytest.approx(0.25, rel=0.02)
+    assert free_energy_curve(
+        lambda w: w[:, 0] ** 2 + 0.5 * w[:, 0] ** 4, ns, center=[0.0]
+    ).slope == pytest.approx(0.5, rel=0.02)
+    assert free_energy_curve(lambda w: 0.5 * w[:, 0] ** 4, ns, center=[0.0]).slope == pytest.approx(
+        0.25, rel=0.02
+    )
     r_l = _estimate(model, (x, y), seed=7)
-    r_b = _estimate(model, x, seed=8, loss="behavioral")
+    # ε given: the adapted step (curvature 0 at w* for a pure quartic) makes every chain diverge
+    r_b = _estimate(model, x, seed=8, loss="behavioral", step_size=1e-3)
     assert abs(r_l.mean - _oracle(model, (x, y), "mse")) <= Z * r_l.mcse
     assert abs(r_b.mean - _oracle(model, x, "behavioral")) <= Z * r_b.mcse
     assert r_l.mean - r_b.mean > Z * math.hypot(r_l.mcse, r_b.mcse)

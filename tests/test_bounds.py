@@ -141,7 +141,9 @@ def test_gauss_newton_cross_entropy_is_the_fisher():
     order = [a * 4 + i for a in range(4) for i in range(3)] + [a * 4 + 3 for a in range(4)]
     fisher = fisher[order][:, order]
     np.testing.assert_allclose(np.sort(b.spectrum), np.linalg.eigvalsh(fisher.numpy()), atol=1e-12)
-    assert b.rank == 12  # softmax is invariant to adding a constant to all logits: 4 null directions
+    assert (
+        b.rank == 12
+    )  # softmax is invariant to adding a constant to all logits: 4 null directions
 
 
 # ---- ReLU symmetries and the combined interval ----------------------------------------------

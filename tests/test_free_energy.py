@@ -72,16 +72,18 @@ def test_gaussian_prior_closed_form():
     h = np.array([[2.0, 0.6], [0.6, 0.5]])
     gamma = 0.7
     n = np.logspace(0, 12, 7)
-    f = free_energy(lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), n, center=[0, 0],
-                    localization=gamma)
+    f = free_energy(
+        lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), n, center=[0, 0], localization=gamma
+    )
     exact = [0.5 * np.linalg.slogdet(np.eye(2) + t * h / gamma)[1] for t in n]
     np.testing.assert_allclose(f, exact, atol=1e-7)
     # and the estimator's target E[nβ K] = ½ Σ nβ h_i / (nβ h_i + γ)
     ev = np.linalg.eigvalsh(h)
     for nb in (3.0, 145.0):
         want = 0.5 * np.sum(nb * ev / (nb * ev + gamma))
-        got = localized_llc(lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), nb,
-                            localization=gamma, center=[0, 0])
+        got = localized_llc(
+            lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), nb, localization=gamma, center=[0, 0]
+        )
         assert got == pytest.approx(want, rel=1e-6)  # quadrature accuracy ~1e-7
 
 
@@ -101,8 +103,9 @@ def test_potential_from_model_matches_formula():
 @pytest.mark.parametrize("k", [(1, 2), (2, 3), (1, 4), (1, 1), (2, 2)])
 def test_slope_normal_crossing(k):
     lc = normal_crossing(k)
-    curve = free_energy_curve(nc_potential(k), N_RANGE, multiplicity=lc.multiplicity,
-                              center=np.zeros(len(k)))
+    curve = free_energy_curve(
+        nc_potential(k), N_RANGE, multiplicity=lc.multiplicity, center=np.zeros(len(k))
+    )
     assert curve.slope == pytest.approx(float(lc.value), rel=0.02)
     assert curve.quadrature_error.max() < 1e-2
 
@@ -111,16 +114,21 @@ def test_multiplicity_correction_matters():
     """Without the (m − 1) log log n term the m = 2 slope is off by more than 2 %."""
     lc = normal_crossing((1, 1))
     plain = free_energy_curve(nc_potential((1, 1)), np.logspace(4, 12, 5), center=[0, 0])
-    corrected = free_energy_curve(nc_potential((1, 1)), np.logspace(4, 12, 5), multiplicity=2,
-                                  center=[0, 0])
+    corrected = free_energy_curve(
+        nc_potential((1, 1)), np.logspace(4, 12, 5), multiplicity=2, center=[0, 0]
+    )
     assert abs(plain.slope / float(lc.value) - 1) > 0.02
     assert abs(corrected.slope - float(lc.value)) < abs(plain.slope - float(lc.value))
 
 
 @pytest.mark.slow
 def test_slope_three_parameters():
-    curve = free_energy_curve(lambda w: 0.5 * w[:, 0] ** 2 * w[:, 1] ** 2 * w[:, 2] ** 6,
-                              np.logspace(10, 30, 5), center=np.zeros(3), order=4)
+    curve = free_energy_curve(
+        lambda w: 0.5 * w[:, 0] ** 2 * w[:, 1] ** 2 * w[:, 2] ** 6,
+        np.logspace(10, 30, 5),
+        center=np.zeros(3),
+        order=4,
+    )
     assert curve.slope == pytest.approx(float(normal_crossing((1, 1, 3)).value), rel=0.02)
 
 
@@ -128,8 +136,9 @@ def test_slope_tanh_unit_and_regular():
     tanh = free_energy_curve(tanh_potential, N_RANGE, multiplicity=2, center=[0, 0])
     assert tanh.slope == pytest.approx(0.5, rel=0.02)
     h = np.array([[1.0, 0.5], [0.5, 2.0]])
-    reg = free_energy_curve(lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), N_RANGE,
-                            center=[0, 0])
+    reg = free_energy_curve(
+        lambda w: 0.5 * np.einsum("mi,ij,mj->m", w, h, w), N_RANGE, center=[0, 0]
+    )
     assert reg.slope == pytest.approx(1.0, rel=0.02)
     fig = tanh.plot(exact=0.5)
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 2
@@ -156,8 +165,8 @@ def _regular():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, gamma, seed",
-    # γ = 4 for the normal crossings: at γ ≤ 1 the adapted step lets chains diverge along the
-    # flat axes (see the report); the oracle is computed at the same γ, so the check is exact.
+    # γ = 4 for the normal crossings: with γ ≤ 1 the chains reach |w| ~ 3 along the flat axes,
+    # where the curvature is ~1e4; the oracle is computed at the same γ, so the check is exact.
     [("nc12", 4.0, 0), ("nc11", 4.0, 1), ("tanh", 1.0, 2), ("regular", 1.0, 3)],
 )
 def test_estimator_matches_quadrature(name, gamma, seed):
@@ -171,8 +180,18 @@ def test_estimator_matches_quadrature(name, gamma, seed):
     oracle = localized_llc(potential_from_model(model, data), n / math.log(n), localization=gamma)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = llc.estimate_llc(model, data, localization=gamma, num_chains=4, max_draws=3000, seed=seed,
-                             progress=False)
+        # ε given for the normal crossings: the adapted default can diverge on them (reported)
+        step = 1e-3 if name.startswith("nc") else None
+        r = llc.estimate_llc(
+            model,
+            data,
+            localization=gamma,
+            num_chains=4,
+            max_draws=3000,
+            seed=seed,
+            progress=False,
+            step_size=step,
+        )
     assert abs(r.mean - oracle) <= 3.5 * r.mcse, (name, r.mean, oracle, r.mcse)
 
 

@@ -76,12 +76,17 @@ def integrate(
     rules = [GradedRule.build(lo, hi, c, order, ratio, floor) for (lo, hi), c in zip(box, center)]
     d = len(rules)
     inner = [r.nodes for r in rules[1:]]
-    inner_lw = sum(
-        np.meshgrid(*[r.log_weights for r in rules[1:]], indexing="ij"), start=np.zeros(())
-    ).ravel() if d > 1 else np.zeros(1)
+    inner_lw = (
+        sum(
+            np.meshgrid(*[r.log_weights for r in rules[1:]], indexing="ij"), start=np.zeros(())
+        ).ravel()
+        if d > 1
+        else np.zeros(1)
+    )
     inner_pts = (
         np.stack([g.ravel() for g in np.meshgrid(*inner, indexing="ij")], axis=1)
-        if d > 1 else np.zeros((1, 0))
+        if d > 1
+        else np.zeros((1, 0))
     )
     per_row = inner_pts.shape[0]
     rows = max(1, CHUNK // per_row)

@@ -105,7 +105,9 @@ def potential_from_model(
     first = next(iter(model.parameters()), None)
     if first is None:
         raise ValueError("model has no parameters")
-    flat = FlatModel.from_module(model, select=_selector(params), device=first.device, dtype=torch.float64)
+    flat = FlatModel.from_module(
+        model, select=_selector(params), device=first.device, dtype=torch.float64
+    )
     if not 1 <= flat.dim <= MAX_DIM:
         raise ValueError(
             f"model must have 1 to {MAX_DIM} scalar parameters (selected by params=) for "
@@ -133,7 +135,9 @@ def potential_from_model(
 def _setup(potential, center, box, localization, order):
     """Validate arguments; return (center, box, log_prior, order, ratio)."""
     if not callable(potential):
-        raise TypeError(f"potential must be callable (points (m, d) -> (m,)), got {type(potential).__name__}")
+        raise TypeError(
+            f"potential must be callable (points (m, d) -> (m,)), got {type(potential).__name__}"
+        )
     if center is None:
         if not isinstance(potential, Potential):
             raise ValueError("center is required when potential is a plain function (it sets d)")
@@ -143,9 +147,15 @@ def _setup(potential, center, box, localization, order):
         raise ValueError(f"center must be a finite vector of length d, got {center!r}")
     d = center.size
     if not 1 <= d <= MAX_DIM:
-        raise ValueError(f"potential must have 1 to {MAX_DIM} parameters for quadrature, got d = {d}")
+        raise ValueError(
+            f"potential must have 1 to {MAX_DIM} parameters for quadrature, got d = {d}"
+        )
     if localization is not None:
-        if not (isinstance(localization, int | float) and math.isfinite(localization) and localization > 0):
+        if not (
+            isinstance(localization, int | float)
+            and math.isfinite(localization)
+            and localization > 0
+        ):
             raise ValueError(f"localization must be a positive number, got {localization!r}")
         g = float(localization)
 
@@ -164,8 +174,12 @@ def _setup(potential, center, box, localization, order):
             return np.full(w.shape[0], -log_vol)
 
     box_a = np.asarray(box, dtype=np.float64)
-    if box_a.shape != (d, 2) or not (box_a[:, 0] <= center).all() or not (center <= box_a[:, 1]).all() \
-            or not (box_a[:, 0] < box_a[:, 1]).all():
+    if (
+        box_a.shape != (d, 2)
+        or not (box_a[:, 0] <= center).all()
+        or not (center <= box_a[:, 1]).all()
+        or not (box_a[:, 0] < box_a[:, 1]).all()
+    ):
         raise ValueError(f"box must be {d} intervals (lo, hi) with lo <= center <= hi, got {box!r}")
     if order is None:
         order = _ORDER[d]
@@ -277,7 +291,9 @@ def localized_llc(
     if localization == 0 and box is not None:
         localization = None
     c, box_l, log_prior, order, ratio = _setup(potential, center, box, localization, order)
-    _, mk = integrate(potential, box_l, c, log_prior, np.array([nb]), order=order, ratio=ratio, moment=True)
+    _, mk = integrate(
+        potential, box_l, c, log_prior, np.array([nb]), order=order, ratio=ratio, moment=True
+    )
     return float(nb * mk[0])
 
 
@@ -313,7 +329,7 @@ class FreeEnergyCurve:
     settings: dict = field(default_factory=dict)
 
     def local_slopes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Finite-difference slopes of the corrected ``F`` between consecutive n: (midpoints of log n, slopes)."""
+        """Slopes of the corrected F between consecutive n: (midpoints of log n, slopes)."""
         lg = np.log(self.n)
         g = self.free_energy + (self.multiplicity - 1) * np.log(lg)
         return 0.5 * (lg[1:] + lg[:-1]), np.diff(g) / np.diff(lg)
@@ -334,8 +350,12 @@ class FreeEnergyCurve:
         corr = (self.multiplicity - 1) * np.log(lg)
         a = axes[0]
         a.plot(lg, self.free_energy, "o", label=r"$F_n - nL_n(w_0)$ (quadrature)")
-        a.plot(lg, self.slope * lg - corr + self.intercept, "-",
-               label=rf"fit: $\hat\lambda$ = {self.slope:.4f}")
+        a.plot(
+            lg,
+            self.slope * lg - corr + self.intercept,
+            "-",
+            label=rf"fit: $\hat\lambda$ = {self.slope:.4f}",
+        )
         if exact is not None:
             c0 = float(np.mean(self.free_energy + corr - exact * lg))
             a.plot(lg, exact * lg - corr + c0, "--", label=rf"$\lambda \log n$, λ = {exact:.4g}")
@@ -348,7 +368,9 @@ class FreeEnergyCurve:
             if exact is not None:
                 axes[1].axhline(exact, ls="--", color="k", label="exact λ")
             axes[1].set_xlabel(r"$\log n$")
-            axes[1].set_ylabel(r"$d F / d\log n$" + (" (corrected)" if self.multiplicity > 1 else ""))
+            axes[1].set_ylabel(
+                r"$d F / d\log n$" + (" (corrected)" if self.multiplicity > 1 else "")
+            )
             axes[1].legend(fontsize=8)
         fig.tight_layout()
         return fig
@@ -395,7 +417,13 @@ def free_energy_curve(
     if n_arr.size < 2 or n_arr[0] <= math.e:
         raise ValueError(f"n must contain at least 2 sample sizes, all > e, got {n!r}")
     f, err = free_energy(
-        potential, n_arr, center=center, box=box, localization=localization, order=order, return_error=True
+        potential,
+        n_arr,
+        center=center,
+        box=box,
+        localization=localization,
+        order=order,
+        return_error=True,
     )
     lg = np.log(n_arr)
     g = f + (multiplicity - 1) * np.log(lg)
