@@ -77,7 +77,10 @@ def main() -> None:
     rate = matmul_rate()
     print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {rate:.1f} GFLOP/s\n")
     print("speed: same chains, steps, batch, ε, γ (Euler scheme in both)")
-    head = f"{'model':<24}{'d':>6}{'devinterp s':>12}{'ours s':>9}{'speed-up':>10}{'GFLOP/s':>9}{'% matmul':>10}"
+    head = (
+        f"{'model':<24}{'d':>6}{'devinterp s':>12}{'ours s':>9}{'speed-up':>10}"
+        f"{'GFLOP/s':>9}{'% matmul':>10}"
+    )
     print(head)
     print("-" * len(head))
     for spec in models:
@@ -114,12 +117,14 @@ def main() -> None:
         flops = 6.0 * args.chains * args.batch * d * args.steps  # forward 2·B·d, backward ≈ 4·B·d
         gf = flops / t_ours / 1e9
         print(
-            f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>9.0f}%",
+            f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×"
+            f"{gf:>9.1f}{100 * gf / rate:>9.0f}%",
             flush=True,
         )
 
     print(
-        "\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults (realizable, at the teacher)"
+        "\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults "
+        "(realizable, at the teacher)"
     )
     head = (
         f"{'model':<24}{'exact λ':>9}{'devinterp':>11}{'rel':>8}{'ours':>9}{'rel':>8}{'ours s':>8}"
@@ -149,7 +154,8 @@ def main() -> None:
             flush=True,
         )
     print(
-        f"mean |rel err|: devinterp {100 * sum(err_dev) / max(len(err_dev), 1):.1f}% (DLN/RRR rows), "
+        f"mean |rel err|: devinterp {100 * sum(err_dev) / max(len(err_dev), 1):.1f}% "
+        "(DLN/RRR rows), "
         f"ours {100 * sum(err_ours) / len(err_ours):.1f}%"
     )
 

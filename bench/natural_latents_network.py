@@ -2,8 +2,10 @@
 
 Data: Z uniform on {0, 1}; two views, each 4 noisy copies of Z (a copy is Z with probability
 0.8 + 0.2/2, else the other value).  A 1-hidden-layer ReLU MLP (width 8) reads both views and
-predicts Z.  For each hidden unit, the top principal directions of the hidden layer (both binned
-into 2 cells), the predicted class and two baselines, we print the exact natural-latent errors
+predicts Z.  For each hidden unit, the top principal directions (PC) and the top
+interaction-basis directions (IB, theory.interaction, Bushnaq et al. 2024) of the hidden layer
+(all binned into 2 cells), the predicted class and two baselines, we print the exact
+natural-latent errors
 over (view 1, view 2) in bits, next to the planted Z, then estimates from held-out samples
 with 90% bootstrap intervals and their empirical coverage.  Several training seeds are
 summarised at the end.
@@ -45,7 +47,7 @@ def sample_section(model, cause, table, bins, sizes, reps, seed):
     labels = candidate_labels(model, cause, bins)
     units = [k for k in table.names if k.startswith("unit")]
     best = min(units, key=lambda k: table.get(k)["mediation"] + 2 * table.get(k)["redundancy"])
-    names = ("Z", "PC1", "argmax", best, "const")
+    names = ("Z", "PC1", "IB1", "argmax", best, "const")
     exact = {k: exact_report(cause, None if k == "Z" else labels[k]) for k in names}
     print(f"\nfrom held-out samples: Miller-Madow estimate of eps_med and eps_red (view 2) with "
           f"its 90% basic bootstrap interval (200 replicates), exact value in brackets, bits;\n"
@@ -101,16 +103,18 @@ def main() -> None:
         live = [k for k in units if table.get(k)["info_cause"] > 0.01]
         best = min(live, key=score.get) if live else units[0]
         summary.append((seed, table.accuracy, table.get("Z"), table.get("PC1"),
-                        table.get("argmax"), best, table.get(best), len(units) - len(live)))
+                        table.get("IB1"), table.get("argmax"), best, table.get(best),
+                        len(units) - len(live)))
     print("\nsummary over training seeds (bits): eps = eps_med + 2 max eps_red")
-    print(f"{'seed':>4} {'acc':>6} {'eps(Z)':>8} {'eps(PC1)':>9} {'eps(argmax)':>11} "
-          f"{'best unit':>9} {'eps(best)':>9} {'H(Z|best)':>9} {'dead units':>10}")
-    for seed, acc, z, pc, am, best, b, dead in summary:
+    print(f"{'seed':>4} {'acc':>6} {'eps(Z)':>8} {'eps(PC1)':>9} {'eps(IB1)':>9} "
+          f"{'eps(argmax)':>11} {'best unit':>9} {'eps(best)':>9} {'H(Z|best)':>9} "
+          f"{'dead units':>10}")
+    for seed, acc, z, pc, ib, am, best, b, dead in summary:
         def eps(r):
             return r["mediation"] + 2 * r["redundancy"]
 
-        print(f"{seed:>4} {acc:6.4f} {eps(z):8.4f} {eps(pc):9.4f} {eps(am):11.4f} {best:>9} "
-              f"{eps(b):9.4f} {b['cause_given']:9.4f} {dead:>10}")
+        print(f"{seed:>4} {acc:6.4f} {eps(z):8.4f} {eps(pc):9.4f} {eps(ib):9.4f} "
+              f"{eps(am):11.4f} {best:>9} {eps(b):9.4f} {b['cause_given']:9.4f} {dead:>10}")
 
 
 if __name__ == "__main__":

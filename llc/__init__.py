@@ -5,9 +5,20 @@
 >>> print(result.summary())                                # doctest: +SKIP
 """
 
-from . import diagnostics, sampler
+from . import bounds, diagnostics, sampler
+from .bounds import Bounds, hessian_bounds
 from .estimator import estimate_llc
 from .result import LLCResult
 from .sampler import SGLDConfig, SGLDState
 
-__all__ = ["LLCResult", "SGLDConfig", "SGLDState", "diagnostics", "estimate_llc", "sampler"]
+__all__ = [
+    "Bounds",
+    "LLCResult",
+    "SGLDConfig",
+    "SGLDState",
+    "bounds",
+    "diagnostics",
+    "estimate_llc",
+    "hessian_bounds",
+    "sampler",
+]

@@ -11,7 +11,7 @@ def _validate(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .validate import SUITE, format_table, plot_suite, run_suite
+    from .validate import HEADER, SUITE, format_table, plot_suite, run_suite
 
     models = [m for m in SUITE if m.quick] if args.quick else list(SUITE)
     out = Path(args.out)
@@ -19,12 +19,13 @@ def _validate(args: argparse.Namespace) -> int:
     status = 0
     tables = [("realizable", 0.0)] + ([("noisy", 1.0)] if args.noisy else [])
     for label, noise in tables:
-        print(
-            f"\n{label} suite: n = {args.n}, labels {'with unit Gaussian noise, at the trained minimum' if noise else 'y = teacher(x), at the teacher'}"
+        where = (
+            "with unit Gaussian noise, at the trained minimum"
+            if noise
+            else "y = teacher(x), at the teacher"
         )
-        print(
-            f"{'model':<26}{'d':>6}{'exact λ':>9}{'λ̂ ± sd':>18}{'rel err':>9}{'R-hat':>7}{'seconds':>9}"
-        )
+        print(f"\n{label} suite: n = {args.n}, labels {where}")
+        print(HEADER)
         rows = run_suite(
             models,
             n=args.n,

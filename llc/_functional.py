@@ -105,7 +105,7 @@ class FlatModel:
         )
 
     def batched_loss(self, loss: LossFn) -> Callable[..., torch.Tensor]:
-        """``(W, X, Y) -> mean losses (C,)`` for chains ``W: (C, D)`` on batches ``X: (C, B, ...)``."""
+        """``(W, X, Y) -> mean losses (C,)``, chains ``W: (C, D)``, batches ``X: (C, B, ...)``."""
 
         def mean_loss(flat, x, y):
             return self.per_sample_loss(flat, x, y, loss).mean()

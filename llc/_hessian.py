@@ -30,7 +30,7 @@ def check_loss(loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) ->
         if not isinstance(values, torch.Tensor) or values.shape != (out.shape[0],):
             got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             raise ValueError(
-                f"loss must return one scalar per sample, shape ({out.shape[0]},), got {got}"
+                f"loss must return one value per sample, shape ({out.shape[0]},), got {got}"
             )
         if not values.requires_grad:
             raise ValueError(

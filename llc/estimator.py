@@ -14,6 +14,7 @@ from . import sampler as _sampler
 from ._chains import ChainRunner
 from ._data import DIVERGENCES, LossFn, prepare_data, resolve_loss
 from ._functional import FlatModel
+from ._hessian import check_loss
 from ._warmup import choose_num_draws, warmup
 from .diagnostics import ess, mcse, rhat
 from .result import LLCResult
@@ -162,8 +163,8 @@ def estimate_llc(
         Upper bound on the adaptive number of draws. Default: a fixed amount of work,
         ``2·10⁸ / (chains · batch · d)`` draws, clipped to [4000, 25000] (cheap models run longer).
     precondition : bool
-        With ``sampler="sgld"``, learn a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` during warm-up
-        (frozen for the draws, so the target is unchanged); False samples with ``G = 1``.
+        With ``sampler="sgld"``, learn a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` during
+        warm-up (frozen for the draws, so the target is unchanged); False samples with ``G = 1``.
     divergence : {"mse", "kl"}
         With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
         ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))`` (classifiers).
@@ -179,15 +180,15 @@ def estimate_llc(
     Each draw uses the control variate ``L_B(w) − L_B(w*)`` on the chain's own minibatch B, an
     unbiased estimate of ``L_n(w) − L_n(w*)`` whose minibatch noise largely cancels.
 
-    Defaults (none needs tuning): ε is adapted during warm-up to ``ε = 1/κ̂``, κ̂ the largest
-    curvature of the potential at the chains' current points, estimated by power iteration with
-    Hessian-vector products; warm-up runs in windows of 100 steps until ε has settled and the window
-    means of the trace show no trend; ``num_draws`` is then set so the projected Monte Carlo error
-    is 1 % of λ̂ (at least 500), and doubled while the measured error is above that or R-hat
-    exceeds 1.01, up to ``max_draws``. With ``precondition=True`` a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` is
-    learned in warm-up: at equilibrium ``E[(∂_i U)²] = E[∂_i² U]``, so G evens out the relaxation
-    rates of stiff and nearly flat coordinates, which speeds up mixing in singular directions. With the Leimkuhler–Matthews noise the stationary
-    law is exact for quadratic directions at any stable ε, so this ε carries little bias.
+    Defaults (none needs tuning): ε starts at ``½/κ̂`` and is re-set after every 100-step warm-up
+    window, κ̂ the largest curvature of the potential over the chains' current points (power
+    iteration with Hessian-vector products). With ``precondition=True`` a fixed diagonal metric
+    ``G_i ∝ 1/E[(∂_i U)²]`` is learned in warm-up: at equilibrium ``E[(∂_i U)²] = E[∂_i² U]``, so
+    G evens out the relaxation rates of stiff and nearly flat coordinates. Warm-up ends when ε has
+    settled and the trace shows no trend (see :mod:`llc._warmup`); ``num_draws`` is then set so
+    the projected Monte Carlo error is 1 % of λ̂ (at least 500), and doubled while the measured
+    error is above that or R-hat exceeds 1.01, up to ``max_draws``. With the Leimkuhler–Matthews
+    noise the stationary law is exact for quadratic directions at any stable ε.
 
     References
     ----------
@@ -249,6 +250,9 @@ def estimate_llc(
     )
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # a model with dropout draws from the global RNG
+        with torch.no_grad():
+            probe = flat.forward(flat.center, x[:8])
+        check_loss(loss_fn, probe, y[:8])  # one differentiable value per sample
         loss_center = flat.losses_at(flat.center, x, y, loss_fn)
         if not torch.isfinite(loss_center).all():
             raise ValueError("the loss at the model's current weights is not finite")
@@ -349,7 +353,9 @@ def estimate_llc(
             "num_burnin": "given" if num_burnin is not None else "until stationary",
             "warmup_converged": warm.converged,
             "warmup_restarts": warm.restarts,
-            "num_draws": "given" if num_draws is not None else "until MCSE ≤ 1% of λ̂ (max_draws cap)",
+            "num_draws": "given"
+            if num_draws is not None
+            else "until MCSE ≤ 1% of λ̂ (max_draws cap)",
             "localization": "given"
             if localization is not None
             else f"default {DEFAULT_LOCALIZATION}",
@@ -357,7 +363,9 @@ def estimate_llc(
             "loss": loss if isinstance(loss, str) else "callable",
             "divergence": divergence if behavioral else None,
             "chain_batch": runner.chain_batch,
-            "metric": "diagonal, learned in warm-up" if warm.state.metric is not None else "identity",
+            "metric": "diagonal, learned in warm-up"
+            if warm.state.metric is not None
+            else "identity",
             "params": list(flat.names),
             "device": str(device),
             "dtype": str(dtype),

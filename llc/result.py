@@ -80,7 +80,8 @@ class LLCResult:
             f"  sampler {self.sampler} ({self.scheme}), {self.num_chains} chains × "
             f"{self.num_draws} draws after {self.num_burnin} warm-up steps",
             f"  R-hat {self.r_hat:.3f}, bulk ESS {self.ess:.0f}, "
-            f"MALA acceptance {np.nanmean(self.mala_acceptance):.3f}, L_n(w*) = {self.init_loss:.4g}",
+            f"MALA acceptance {np.nanmean(self.mala_acceptance):.3f}, "
+            f"L_n(w*) = {self.init_loss:.4g}",
         ]
         if self.diverged.any():
             lines.append(f"  diverged chains: {np.flatnonzero(self.diverged).tolist()}")

@@ -9,7 +9,9 @@ dropped; ``Penalty.zero_at_zero`` is then False.
 Spike-and-slab ``(1 − π) δ₀ + π g`` uses the counting measure on the atom and Lebesgue measure
 off it (the joint MAP over (a, s)): ``pen(0) = 0`` and, for ``a ≠ 0``,
 ``pen(a) = log((1 − π)/π) − log g(a)``, i.e. an L0 cost ``log((1 − π)/(π g(0)))`` plus the slab's
-penalty.
+penalty.  The support is the slab's support with 0 added, also when the slab's is open at 0
+(Gamma, log-normal, inverse Gamma: ``g(0⁺) = 0``, so ``−log g`` alone would be +∞ there);
+the slab's own support is kept in ``Penalty.meta["slab_support"]``.
 """
 
 from __future__ import annotations
@@ -236,6 +238,16 @@ class Penalty:
         Subgradients at kinks: ``d|a|/da = 0`` at 0 (torch's convention) and
         ``d|a|^p/da = 0`` at 0 for ``p < 1`` (instead of NaN).  Where ``pen(0) = −∞``
         (horseshoe, Gamma with k < 1) the value at 0 is ``-inf`` and its gradient NaN.
+
+        Spike-and-slab penalties: ``f(0) = 0`` with gradient 0, and
+        ``f(a) = l0_weight + slab_penalty(a)`` (gradient ``slab_penalty'(a)``) on the rest of
+        the slab's support, ``+inf`` with gradient 0 elsewhere.  The slab is never evaluated at
+        ``a = 0``, so no inf/NaN from ``−log g(0)`` leaks into the value or the gradient, even for
+        slabs with ``g(0) = 0`` or ``∞``.  The gradient 0 at 0 is an element of the (Fréchet)
+        subdifferential whenever 0 is a local minimum of the penalty, i.e. when
+        ``l0_weight + slab_penalty(a) > 0`` near 0 (always for slabs with ``g(0⁺) = 0`` such
+        as Gamma with k > 1, log-normal, inverse Gamma); otherwise it is a convention, like
+        the L0 term's zero gradient.
         """
         pen = self.subs(**params) if params else self
         return _compile_penalty(pen)
@@ -267,9 +279,53 @@ def _separable(expr: sp.Expr, vars_) -> bool:
     return True
 
 
+def _safe_point(support: sp.Set) -> float:
+    """A point inside a 1-d support (Reals or an Interval) where the penalty is evaluated
+    instead of points outside it, so that no NaN gradient leaks through ``torch.where``."""
+    if support == sp.Reals:
+        return 1.0
+    lo, hi = support.inf, support.sup
+    if lo.is_finite and hi.is_finite:
+        return 0.5 * (float(lo) + float(hi))
+    return float(lo) + 1.0 if lo.is_finite else float(hi) - 1.0
+
+
+def _slab_part(pen: Penalty) -> Penalty | None:
+    """``l0_weight + slab_penalty`` on the slab's support, for a spike-and-slab penalty; else None.
+
+    The spike-and-slab penalty is 0 at ``a = 0`` and equal to this penalty elsewhere.
+    """
+    if pen.dim != 1 or not {"slab_penalty", "l0_weight", "slab_support"} <= set(pen.meta):
+        return None
+    return Penalty(pen.meta["slab_penalty"] + pen.meta["l0_weight"], pen.var,
+                   pen.meta["slab_support"], zero_at_zero=False)
+
+
+def _compile_spike_and_slab(pen: Penalty, slab: Penalty) -> Callable:
+    """``0`` at ``a = 0``, ``l0 + slab_penalty(a)`` on the slab's support, ``+inf`` elsewhere."""
+    import torch
+
+    slab_f = _compile_penalty(slab)  # +inf with zero gradient outside the slab's support
+    safe = _safe_point(slab.support)
+
+    def f(a, **kw):
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+        spike = a == 0
+        # the slab is evaluated off 0 only: -log g(0) may be +-inf (g(0+) = 0 or oo)
+        out = slab_f(torch.where(spike, torch.full_like(a, safe), a), **kw)
+        return torch.where(spike, torch.zeros_like(out), out)
+
+    f.__doc__ = f"Compiled spike-and-slab penalty {pen}."
+    return f
+
+
 def _compile_penalty(pen: Penalty) -> Callable:
     import torch
 
+    slab = _slab_part(pen)
+    if slab is not None:
+        return _compile_spike_and_slab(pen, slab)
     free = pen.params
     names = [s.name for s in free]
     fn = compile_torch(pen.expr, list(pen.vars) + list(free))
@@ -282,9 +338,7 @@ def _compile_penalty(pen: Penalty) -> Callable:
         lo_open, hi_open = support.left_open, support.right_open
     dim = pen.dim
     if lo is not None:
-        safe_pt = float(lo) + 1.0 if lo.is_finite else float(hi) - 1.0
-        if lo.is_finite and hi.is_finite:
-            safe_pt = 0.5 * (float(lo) + float(hi))
+        safe_pt = _safe_point(support)
     # polynomials are finite everywhere: no need to move points outside the support
     polynomial = pen.expr.is_polynomial(*pen.vars)
 
@@ -388,8 +442,12 @@ def _penalty(prior: Prior) -> Penalty:
             l0 = sp.Float(l0.evalf(17), 17)  # fitted (float) parameters: one number
         slab_pen = sp.simplify(dep - d0)
         expr = sp.Piecewise((0, sp.Eq(a, 0)), (slab_pen + l0, True))
-        meta = {"l0_weight": l0, "slab_penalty": slab_pen}
-        return Penalty(expr, a, prior.support, -sp.log(prior.atom), True, prior, meta)
+        slab = prior.meta.get("slab")
+        slab_support = slab.support if isinstance(slab, Prior) else prior.support
+        # the atom puts mass at exactly 0: 0 is in the support whatever the slab's support
+        support = sp.Union(slab_support, sp.FiniteSet(0))
+        meta = {"l0_weight": l0, "slab_penalty": slab_pen, "slab_support": slab_support}
+        return Penalty(expr, a, support, -sp.log(prior.atom), True, prior, meta)
     if prior.dim == 1:
         at0 = dep.subs(vars_[0], 0) if 0 in prior.support else sp.zoo
     else:

@@ -31,7 +31,7 @@ import torch
 
 from ._prox_numeric import numeric_prox_1d
 from ._torch_compile import compile_torch
-from .penalty import Penalty, branch
+from .penalty import Penalty, _slab_part, branch
 
 __all__ = ["Prox", "prox"]
 
@@ -237,6 +237,12 @@ def prox(pen: Penalty) -> Prox:
     stationarity condition on each branch and ``x = 0``; the one with the lowest objective is
     returned.  If ``pen(0) = −∞`` (horseshoe) the prox is identically 0.
 
+    Spike-and-slab penalties without a closed form: the support is ``{0} ∪ S`` (S the slab's),
+    so ``prox_t(v)`` is whichever of ``0`` (objective ``v²/2``) and the slab's own prox on S
+    (``pen = l0 + slab_penalty``, see :func:`priors.penalty`) has the lower objective.  This
+    keeps the numeric solver's unimodality assumption on the slab alone (a spike-and-slab
+    penalty with a slab mode away from 0 has two local minima).
+
     Examples
     --------
     >>> import priors, torch
@@ -250,6 +256,17 @@ def prox(pen: Penalty) -> Prox:
         from ._prox_joint import joint_prox
 
         return joint_prox(pen)
+    px = _prox_1d(pen)
+    slab = _slab_part(pen)
+    if px.closed_form or slab is None:
+        return px
+    slab_px = prox(slab)
+    return Prox(pen, False, f"spike and slab: the better of 0 and the slab's prox "
+                f"({slab_px.method})", px.symmetric, px.stationarity,
+                meta={"slab_prox": slab_px})
+
+
+def _prox_1d(pen: Penalty) -> Prox:
     a = pen.var
     p0 = _value_at_zero(pen)
     if p0 == -sp.oo:
@@ -324,6 +341,8 @@ def _build_torch(px: Prox) -> Callable:
             return torch.zeros_like(v)
 
         return f_zero
+    if "slab_prox" in px.meta:
+        return _spike_and_slab_prox(pen_t, px.meta["slab_prox"].to_torch())
     if not px.closed_form:
         return numeric_prox_1d(pen, pen_t)
     vsym = W if px.symmetric else V
@@ -383,6 +402,26 @@ def _build_torch(px: Prox) -> Callable:
             if px.symmetric:
                 out = torch.sign(v64) * out
             return out.to(v.dtype)
+
+    return f
+
+
+def _spike_and_slab_prox(pen_t: Callable, slab_prox: Callable) -> Callable:
+    """``argmin`` over ``{0, prox_slab(v)}`` of ``½(x − v)² + t·pen(x)`` (0 wins ties)."""
+
+    def f(v: torch.Tensor, t: Any) -> torch.Tensor:
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
+        with torch.no_grad():
+            v64 = v.detach().to(torch.float64)
+            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
+            if torch.any(t64 < 0):
+                raise ValueError("t: expected a non-negative step size")
+            xs = slab_prox(v64, t64)
+            obj_s = _objective(pen_t, xs, v64, t64)
+            obj_s = torch.where(torch.isnan(obj_s), math.inf, obj_s)
+            out = torch.where(0.5 * v64**2 <= obj_s, torch.zeros_like(xs), xs)
+            return torch.where(t64 == 0, v64, out).to(v.dtype)
 
     return f
 

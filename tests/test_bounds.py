@@ -191,7 +191,7 @@ def test_bad_input():
     for rtol in (0, -1.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="rtol"):
             hessian_bounds(teacher, (x, y), rtol=rtol)
-    with pytest.raises(ValueError, match="loss must return one scalar per sample"):
+    with pytest.raises(ValueError, match="loss must return one value per sample"):
         hessian_bounds(teacher, (x, y), loss=lambda out, t: (out - t) ** 2)
     with pytest.raises(ValueError, match="loss must be differentiable"):
         hessian_bounds(teacher, (x, y), loss=lambda out, t: (out.detach() - t).abs().sum(1))

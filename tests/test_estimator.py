@@ -33,7 +33,9 @@ def test_result_fields_and_shapes(problem):
     np.testing.assert_allclose(res.per_chain, res.llc_trace.mean(axis=1))
     assert res.mean == pytest.approx(res.per_chain.mean())
     with torch.no_grad():
-        assert res.init_loss == pytest.approx(0.5 * ((model(x) - y) ** 2).sum(1).mean().item(), rel=1e-5)
+        assert res.init_loss == pytest.approx(
+            0.5 * ((model(x) - y) ** 2).sum(1).mean().item(), rel=1e-5
+        )
     assert "λ̂" in res.summary()
     import matplotlib
 
@@ -59,12 +61,16 @@ def test_data_forms_agree(problem):
     ref = llc.estimate_llc(model, (x, y), **FAST).llc_trace
     ds = TensorDataset(x, y)
     np.testing.assert_array_equal(llc.estimate_llc(model, ds, **FAST).llc_trace, ref)
-    np.testing.assert_array_equal(llc.estimate_llc(model, DataLoader(ds, batch_size=17), **FAST).llc_trace, ref)
+    np.testing.assert_array_equal(
+        llc.estimate_llc(model, DataLoader(ds, batch_size=17), **FAST).llc_trace, ref
+    )
 
 
 def test_no_side_effects_on_model_or_global_rng():
     gen = torch.Generator().manual_seed(1)
-    model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.2), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 1))
+    model = nn.Sequential(
+        nn.Linear(3, 8), nn.Dropout(0.2), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 1)
+    )
     model[3].eval()  # running statistics frozen, the rest in train mode (dropout active)
     model[0].bias.requires_grad_(False)
     x = torch.randn(100, 3, generator=gen)
@@ -154,7 +160,7 @@ def test_bad_data_and_models(problem):
 
 
 class _Cliff(nn.Module):
-    """f(x) = w x with a loss that turns non-finite once |w| > 0.3: chains that get there diverge."""
+    """f(x) = w x, non-finite once |w| > 0.3: chains that get there diverge."""
 
     def __init__(self):
         super().__init__()
@@ -168,12 +174,20 @@ def test_diverging_chains_are_reported_and_left_out():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(400, 1, generator=gen)
     y = torch.zeros(400, 1)
-    kw = {"num_chains": 8, "num_burnin": 0, "num_draws": 200, "progress": False, "localization": 0.0}
+    kw = {
+        "num_chains": 8,
+        "num_burnin": 0,
+        "num_draws": 200,
+        "progress": False,
+        "localization": 0.0,
+    }
     with pytest.warns(RuntimeWarning, match=r"chain \d+ diverged .*smaller step_size"):
         res = llc.estimate_llc(_Cliff(), (x, y), step_size=3e-4, nbeta=1.0, **kw)
     assert res.diverged.any() and not res.diverged.all()
     assert np.isnan(res.per_chain[res.diverged]).all()
-    assert np.isfinite(res.mean) and res.mean == pytest.approx(np.mean(res.per_chain[~res.diverged]))
+    assert np.isfinite(res.mean) and res.mean == pytest.approx(
+        np.mean(res.per_chain[~res.diverged])
+    )
     with pytest.raises(RuntimeError, match="every chain diverged.*smaller"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

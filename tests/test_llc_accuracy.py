@@ -38,9 +38,16 @@ def test_regular_model_matches_closed_form(seed):
     # Leimkuhler–Matthews scheme is exact for Gaussian targets.
     model, x, y = _linear_problem()
     n = x.shape[0]
-    res = llc.estimate_llc(model, (x, y), batch_size=n, seed=seed, progress=False, num_chains=4,
-                           max_draws=4000,
-                           dtype=torch.float64)
+    res = llc.estimate_llc(
+        model,
+        (x, y),
+        batch_size=n,
+        seed=seed,
+        progress=False,
+        num_chains=4,
+        max_draws=4000,
+        dtype=torch.float64,
+    )
     nbeta, gamma = res.nbeta, res.localization
     s = torch.linalg.eigvalsh(x.double().T @ x.double() / n).numpy()
     exact = 0.5 * 3 * np.sum(nbeta * s / (nbeta * s + gamma))
@@ -56,9 +63,9 @@ def test_normal_crossing_matches_quadrature(seed):
     x = torch.randn(n, 1, generator=gen, dtype=torch.float64)
     y = torch.zeros(n, 1, dtype=torch.float64)
     model = NormalCrossingModel([2]).double()
-    res = llc.estimate_llc(model, (x, y), batch_size=n, seed=seed, progress=False, num_chains=4,
-                           max_draws=4000,
-                           max_draws=4000)
+    res = llc.estimate_llc(
+        model, (x, y), batch_size=n, seed=seed, progress=False, num_chains=4, max_draws=4000
+    )
     t, gamma, m2 = res.nbeta, res.localization, float((x**2).mean())
 
     def weight(w):

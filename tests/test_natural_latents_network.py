@@ -15,6 +15,7 @@ from theory.natural_latents import (
     natural_latent_errors_from_samples,
     train_two_view_mlp,
 )
+from theory.natural_latents.experiment import hidden_interaction_features
 
 
 def h2(q):
@@ -95,6 +96,38 @@ def test_feature_table_theorem_and_baselines(trained):
     assert fig.axes
 
 
+def test_interaction_directions_are_logit_functions_and_natural(trained):
+    cause, model, _ = trained
+    feats, lam = hidden_interaction_features(model, cause)
+    # The read-out is linear, so the kept interaction directions span its row space: the
+    # features are an exact linear function of the logits, and there are as many as logits.
+    nv = cause.n_view_values
+    a, b = np.meshgrid(np.arange(nv), np.arange(nv), indexing="ij")
+    with torch.no_grad():
+        logits = model(cause.one_hot(a.ravel(), b.ravel())).numpy()
+    assert feats.shape == (nv * nv, cause.n_values) and lam[0] >= lam[1] > 0
+    coef, *_ = np.linalg.lstsq(logits, feats, rcond=None)
+    assert np.abs(logits @ coef - feats).max() <= 1e-9 * np.abs(feats).max()
+    # The leading interaction direction is a natural latent as good as the predicted class
+    # (same mediation error up to 0.01 bit, and it nearly determines Z), far better than any
+    # hidden unit; the second one carries almost no information about Z.
+    t = candidate_latent_table(model, cause, bins=2)
+    ib1, am, ib2 = t.get("IB1"), t.get("argmax"), t.get("IB2")
+    assert abs(ib1["mediation"] - am["mediation"]) < 0.01
+    assert abs(ib1["redundancy"] - am["redundancy"]) < 0.01
+    assert ib1["cause_given"] < am["cause_given"] + 0.01
+    units = [n for n in t.names if n.startswith("unit")]
+    assert ib1["mediation"] < min(t.get(n)["mediation"] for n in units)
+    assert ib2["info_cause"] < 0.1 and lam[1] < 0.01 * lam[0]
+    # deterministic (no sampling) and the model is left as it was
+    before = [p.detach().clone() for p in model.parameters()]
+    again, _ = hidden_interaction_features(model, cause)
+    np.testing.assert_array_equal(again, feats)
+    assert all(torch.equal(u, v) for u, v in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="n_basis_inputs"):
+        hidden_interaction_features(model, cause, n_basis_inputs=1)
+
+
 def test_constant_baseline_mediation_is_view_mutual_information(trained):
     cause, model, _ = trained
     t = candidate_latent_table(model, cause, bins=2, base=math.e)
@@ -110,7 +143,7 @@ def test_sample_estimates_of_network_features_agree_with_exact(trained):
     labels = candidate_labels(model, cause, bins=2)
     p = cause.joint()
     z, x1, x2 = cause.sample(100_000, seed=3)
-    for name in ("argmax", "PC1", "unit0"):
+    for name in ("argmax", "PC1", "IB1", "unit0"):
         lab = labels[name]
         q = np.zeros(p.shape + (int(lab.max()) + 1,))
         a, b = np.indices(lab.shape)

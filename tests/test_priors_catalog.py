@@ -222,3 +222,96 @@ def test_convexity_region_cauchy():
     region = pen.convexity_region()
     assert region.contains(1.9) is sp.true and region.contains(-1.9) is sp.true
     assert region.contains(2.1) is sp.false and region.contains(-2.1) is sp.false
+
+
+# Spike-and-slab with slabs whose support is open at 0 (g(0+) = 0 or oo): the atom puts mass at
+# exactly 0, so pen(0) = 0 (counting measure) with a finite gradient, and for a > 0
+# pen(a) = log((1 - pi)/pi) - log g(a) (see priors.penalty).
+OPEN_SLABS = {
+    "gamma": (lambda: priors.get("gamma", k=2.5, theta=0.6), stats.gamma(2.5, scale=0.6)),
+    "gamma_k<1": (lambda: priors.get("gamma", k=0.6, theta=1.5), stats.gamma(0.6, scale=1.5)),
+    "lognormal": (lambda: priors.get("lognormal", mu=0.2, sigma=0.7),
+                  stats.lognorm(0.7, scale=math.exp(0.2))),
+    "scipy.lognorm": (lambda: Prior.from_scipy("lognorm", s=0.77012, scale=1.11013),
+                      stats.lognorm(0.77012, scale=1.11013)),
+    "scipy.invgamma": (lambda: Prior.from_scipy("invgamma", a=2.2, scale=0.9),
+                       stats.invgamma(2.2, scale=0.9)),
+    # slab support (0.5, oo): the penalty's support {0} u (0.5, oo) is not an interval
+    "scipy.gamma_loc": (lambda: Prior.from_scipy("gamma", a=2.0, loc=0.5),
+                        stats.gamma(2.0, loc=0.5)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPEN_SLABS))
+def test_spike_and_slab_with_open_slab_support_torch(name):
+    import torch
+
+    make, dist = OPEN_SLABS[name]
+    pi = 0.3
+    pen = priors.penalty(priors.spike_and_slab(make(), pi=pi))
+    assert 0 in pen.support and pen.zero_at_zero
+    lo = float(dist.support()[0])
+    a = torch.tensor([-0.7, 0.0, 0.05, 0.4, 0.9, 1.3, 2.0, 4.5], dtype=torch.float64,
+                     requires_grad=True)
+    val = pen.to_torch()(a)
+    val.sum().backward()
+    x = a.detach().numpy()
+    on_slab = x > lo
+    # direct computation: -log((pi g(a)) / (1 - pi)) and its derivative -(log g)'(a)
+    ref = np.where(x == 0, 0.0, np.inf)
+    ref[on_slab] = math.log((1 - pi) / pi) - dist.logpdf(x[on_slab])
+    h = 1e-6
+    dref = np.zeros_like(x)
+    dref[on_slab] = -(dist.logpdf(x[on_slab] + h) - dist.logpdf(x[on_slab] - h)) / (2 * h)
+    np.testing.assert_allclose(val.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(a.grad).all()  # also at 0 and off the support (gradient 0 there)
+    np.testing.assert_allclose(a.grad.numpy(), dref, rtol=1e-6, atol=1e-7)
+    # float32 input: same dtype, finite gradient at 0
+    a32 = torch.zeros(3, requires_grad=True)
+    out = pen.to_torch()(a32)
+    out.sum().backward()
+    assert out.dtype == torch.float32 and torch.equal(a32.grad, torch.zeros(3))
+
+
+def test_spike_and_slab_open_slab_symbolic_pi_and_subs():
+    import torch
+
+    pen = priors.penalty(priors.spike_and_slab("gamma", k=3, theta=0.5))  # pi symbolic
+    f = pen.to_torch()
+    a = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    pi = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    out = f(a, varpi=pi)
+    out.sum().backward()
+    g = stats.gamma(3, scale=0.5)
+    assert out[0].item() == 0.0
+    assert out[1].item() == pytest.approx(math.log(0.8 / 0.2) - g.logpdf(1.0), rel=1e-12)
+    assert a.grad[0].item() == 0.0 and torch.isfinite(pi.grad)
+    assert pi.grad.item() == pytest.approx(-1 / 0.8 - 1 / 0.2, rel=1e-12)  # d/dpi log((1-pi)/pi)
+    fixed = pen.subs(pi=0.2).to_torch()(a.detach())
+    torch.testing.assert_close(fixed, out.detach())
+
+
+def _prox_brute_force_check(pen, t):
+    """prox(v) attains the grid minimum of ½(x − v)² + t·pen(x) (grid spacing 1e-3, has 0)."""
+    import torch
+
+    h = 1e-3
+    grid = torch.arange(0, 9001, dtype=torch.float64) * h
+    grid = torch.cat([-grid.flip(0)[:-1], grid])
+    v = torch.linspace(-2, 6, 81, dtype=torch.float64)
+    pen_t = pen.to_torch()
+    out = priors.prox(pen).to_torch()(v, t)
+    ours = 0.5 * (out - v) ** 2 + t * pen_t(out)
+    obj = 0.5 * (grid[None, :] - v[:, None]) ** 2 + t * pen_t(grid)[None, :]
+    best = torch.where(torch.isnan(obj), math.inf, obj).min(dim=1).values
+    assert torch.isfinite(ours).all()
+    assert torch.all(ours <= best + 1e-10), (ours - best).max()
+    assert torch.all(best - ours <= ((out - v).abs() + 10 * t + 1) * h), (best - ours).max()
+
+
+@pytest.mark.parametrize("name", ["gamma", "lognormal", "scipy.invgamma", "scipy.gamma_loc"])
+def test_prox_of_spike_and_open_slab_brute_force(name):
+    # gamma_k<1 is left out: there pen(0+) = -inf, so the prox objective has no minimum
+    pen = priors.penalty(priors.spike_and_slab(OPEN_SLABS[name][0](), pi=0.3))
+    for t in (0.3, 1.0, 2.5):
+        _prox_brute_force_check(pen, t)

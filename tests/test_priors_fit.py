@@ -262,3 +262,30 @@ def test_small_network_activations(seed):
         ranks_held = np.array([order.index(f.family) for f in r.fits])
         assert stats.spearmanr(ranks_bic, ranks_held).statistic >= 0.9
         assert held[order[0]] - held[r.best_fit.family] <= 0.01
+
+
+@pytest.mark.parametrize("family", ["gamma", "lognorm", "invgamma"])
+def test_hurdle_fit_penalty_is_finite_at_zero(family):
+    # Slabs with support (0, oo): the fitted spike-and-slab's penalty must still be 0 at a = 0
+    # with a finite gradient (ReLU latents are exactly 0), and -log of the hurdle density
+    # (FamilyFit.logpdf, w.r.t. delta_0 + Lebesgue) shifted to 0 at a = 0 elsewhere.
+    import torch
+
+    import priors
+
+    rng = np.random.default_rng(5)
+    x = np.where(rng.random(3000) < 0.3, rng.gamma(2.0, 0.8, 3000), 0.0)
+    ff = fit(x, families=[family], gof_top=0).best_fit
+    assert ff.hurdle and ff.ok
+    pen = priors.penalty(ff.prior())
+    a = torch.tensor([0.0, 0.2, 1.0, 3.0, -1.0], dtype=torch.float64, requires_grad=True)
+    val = pen.to_torch()(a)
+    val.sum().backward()
+    pos = np.array([0.2, 1.0, 3.0])
+    ref = ff.logpdf(np.array([0.0]))[0] - ff.logpdf(pos)
+    h = 1e-6
+    dref = -(ff.logpdf(pos + h) - ff.logpdf(pos - h)) / (2 * h)
+    assert val[0].item() == 0.0 and a.grad[0].item() == 0.0
+    np.testing.assert_allclose(val[1:4].detach().numpy(), ref, rtol=1e-9)
+    np.testing.assert_allclose(a.grad[1:4].numpy(), dref, rtol=1e-6)
+    assert val[4].item() == math.inf and a.grad[4].item() == 0.0

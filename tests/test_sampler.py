@@ -51,7 +51,7 @@ def test_rmsprop_update_equations():
 
 
 def _gaussian_run(scheme, eps, a, chains=64, steps=4000, seed=0):
-    """Sample U(w) = Σ a_i w_i² / 2 (nβ = 1, γ = 0, exact gradients); return draws (chain, step, dim)."""
+    """Sample U(w) = Σ a_i w_i² / 2 (nβ = 1, γ = 0, exact gradients); draws (chain, step, dim)."""
     gen = torch.Generator().manual_seed(seed)
     a = torch.as_tensor(a, dtype=torch.float64)
     cfg = sampler.SGLDConfig(step_size=eps, localization=0.0, nbeta=1.0, scheme=scheme)

@@ -3,10 +3,13 @@
 - :mod:`theory.exact`: exact learning coefficients (deep linear networks, reduced-rank
   regression, normal crossings, regular models).
 - :mod:`theory.models`: small models at parameters where those coefficients hold.
+- :mod:`theory.interaction`: the local interaction basis (LIB) of a network.
+- :mod:`theory.polytopes`: the linear regions of ReLU networks, exact where it can be.
 - :mod:`theory.natural_latents`: natural-latent errors, exact and from samples.
+- :mod:`theory.free_energy`: local free energies by quadrature, an oracle for λ.
 """
 
-from . import exact, models, natural_latents
+from . import exact, free_energy, interaction, models, natural_latents, polytopes
 from .exact import (
     LearningCoefficient,
     deep_linear_network,
@@ -14,6 +17,8 @@ from .exact import (
     reduced_rank_regression,
     regular,
 )
+from .free_energy import FreeEnergyCurve, free_energy_curve, localized_llc
+from .interaction import InteractionBasis, LayerBasis, interaction_basis
 from .models import (
     DeepLinearNetwork,
     NormalCrossingModel,
@@ -23,14 +28,23 @@ from .models import (
 
 __all__ = [
     "DeepLinearNetwork",
+    "FreeEnergyCurve",
+    "InteractionBasis",
+    "LayerBasis",
     "LearningCoefficient",
     "NormalCrossingModel",
     "deep_linear_network",
     "exact",
+    "free_energy",
+    "free_energy_curve",
+    "interaction",
+    "interaction_basis",
+    "localized_llc",
     "models",
     "natural_latents",
     "normal_crossing",
     "normal_form_teacher",
+    "polytopes",
     "reduced_rank_regression",
     "regular",
     "teacher_student_data",

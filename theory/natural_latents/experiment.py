@@ -7,8 +7,14 @@ Data: a discrete cause :math:`Z` uniform on ``n_values`` values and two views, e
 
 A one-hidden-layer ReLU MLP reads both views (one-hot copies) and predicts :math:`Z`.  Because
 the inputs take finitely many values, the exact joint law of (view 1, view 2, feature) is
-available for every feature (a hidden unit, a principal direction of the hidden layer, the
-predicted class) once its activation is binned, and its natural-latent errors are exact.
+available for every feature (a hidden unit, a principal direction or an interaction-basis
+direction of the hidden layer, the predicted class) once its activation is binned, and its
+natural-latent errors are exact.
+
+References
+----------
+L. Bushnaq et al., "The Local Interaction Basis", arXiv:2405.10928 (2024), for the interaction
+basis (:func:`theory.interaction.interaction_basis`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from .discrete import _unit_name, natural_latent_errors
 from .samples import discretize
 
 __all__ = ["PlantedCause", "TwoViewMLP", "train_two_view_mlp", "LatentTable",
-           "candidate_labels", "candidate_latent_table"]
+           "candidate_labels", "candidate_latent_table", "hidden_interaction_features"]
 
 
 @dataclass(frozen=True)
@@ -206,22 +212,76 @@ def _labels_joint(p_zab: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def hidden_interaction_features(model: TwoViewMLP, cause: PlantedCause,
+                                n_basis_inputs: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    r"""Interaction-basis features of the hidden layer on every input, and their ``Λ``.
+
+    Parameters
+    ----------
+    model : TwoViewMLP
+    cause : PlantedCause
+    n_basis_inputs : int
+        The basis is computed on the distinct inputs, each repeated ``round(p(x) ·
+        n_basis_inputs)`` times: the data distribution's expectations up to a rounding of the
+        weights (at most ``0.5 / n_basis_inputs`` each), deterministic, without sampling.
+
+    Returns
+    -------
+    features : ndarray, shape ``(V², k)``
+        ``f̂ = (h(x), 1) C`` for the inputs ``(x1, x2)`` in row-major order of the view codes,
+        columns sorted by ``Λ`` (descending).
+    eigenvalues : ndarray, shape ``(k,)``
+        ``Λ``; ``k`` is at most the number of outputs (the read-out is linear).
+
+    Notes
+    -----
+    :func:`theory.interaction.interaction_basis` on the node layers (input, hidden, logits)
+    with ``layers = [Linear -> ReLU, Linear]``; the model is not modified.
+    """
+    from theory.interaction import interaction_basis
+
+    if isinstance(n_basis_inputs, bool) or not isinstance(n_basis_inputs, int) \
+            or n_basis_inputs < 2:
+        raise ValueError(f"n_basis_inputs must be an int >= 2; got {n_basis_inputs!r}")
+    x, _ = _all_inputs(model, cause)
+    w = cause.joint().sum(0).ravel()
+    reps = torch.as_tensor(np.rint(w * n_basis_inputs).astype(np.int64), device=x.device)
+    layers = [nn.Sequential(model.inp, nn.ReLU()), model.out]
+    lib = interaction_basis(layers, x.repeat_interleave(reps, dim=0), dtype=x.dtype,
+                            edges=False, progress=False)
+    with torch.no_grad():
+        feats = lib.transform(1, model.hidden(x))
+    return feats.cpu().numpy(), lib.layers[1].eigenvalues.cpu().numpy()
+
+
+def _all_inputs(model: TwoViewMLP, cause: PlantedCause) -> tuple[torch.Tensor, np.ndarray]:
+    """Network inputs for every pair of view codes (row-major), and the first view's codes."""
+    nv = cause.n_view_values
+    a, b = np.meshgrid(np.arange(nv), np.arange(nv), indexing="ij")
+    par = next(model.parameters())
+    x = cause.one_hot(a.ravel(), b.ravel()).to(device=par.device, dtype=par.dtype)
+    return x, a.ravel()
+
+
 def candidate_labels(model: TwoViewMLP, cause: PlantedCause, bins: int = 2,
-                     n_directions: int = 2) -> dict[str, np.ndarray]:
+                     n_directions: int = 2, n_interaction: int = 2,
+                     n_basis_inputs: int = 65536) -> dict[str, np.ndarray]:
     """Discrete label of each candidate feature for every input: ``{name: (V, V) int array}``.
 
     ``labels[name][x1, x2]`` is the feature's bin for view codes ``(x1, x2)``; index it with
-    sampled codes to get samples of the feature.  Candidates: each hidden unit ``unit{j}`` and
-    the top ``n_directions`` principal directions ``PC{j}`` of the hidden layer (activation
-    binned into ``bins`` equal-width cells over its range on all inputs), the predicted class
+    sampled codes to get samples of the feature.  Candidates: each hidden unit ``unit{j}``,
+    the top ``n_directions`` principal directions ``PC{j}`` and the top ``n_interaction``
+    interaction-basis directions ``IB{j}`` of the hidden layer (see
+    :func:`hidden_interaction_features`; at most as many as it keeps), each activation binned
+    into ``bins`` equal-width cells over its range on all inputs, the predicted class
     ``argmax``, and the baselines ``const`` and ``view1``.
     """
+    for name, val in (("n_directions", n_directions), ("n_interaction", n_interaction)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
+            raise ValueError(f"{name} must be an int >= 0; got {val!r}")
     p = cause.joint()
     nv = cause.n_view_values
-    a, b = np.meshgrid(np.arange(nv), np.arange(nv), indexing="ij")
-    x = cause.one_hot(a.ravel(), b.ravel())
-    par = next(model.parameters())
-    x = x.to(device=par.device, dtype=par.dtype)
+    x, a = _all_inputs(model, cause)
     with torch.no_grad():
         h = model.hidden(x).double().cpu().numpy()
         pred = model(x).argmax(1).cpu().numpy()
@@ -233,18 +293,24 @@ def candidate_labels(model: TwoViewMLP, cause: PlantedCause, bins: int = 2,
         out[f"unit{j}"] = discretize(h[:, j], bins)
     for j in range(min(n_directions, vt.shape[0])):
         out[f"PC{j + 1}"] = discretize(hc @ vt[j], bins)
+    if n_interaction > 0:
+        feats, _ = hidden_interaction_features(model, cause, n_basis_inputs)
+        for j in range(min(n_interaction, feats.shape[1])):
+            out[f"IB{j + 1}"] = discretize(feats[:, j], bins)
     out["argmax"] = pred.astype(np.int64)
     out["const"] = np.zeros(nv * nv, dtype=np.int64)
-    out["view1"] = a.ravel()
+    out["view1"] = a
     return {k: v.reshape(nv, nv) for k, v in out.items()}
 
 
 def candidate_latent_table(model: TwoViewMLP, cause: PlantedCause, bins: int = 2,
-                           n_directions: int = 2, base: float = 2.0) -> LatentTable:
+                           n_directions: int = 2, base: float = 2.0, n_interaction: int = 2,
+                           n_basis_inputs: int = 65536) -> LatentTable:
     """Exact natural-latent errors over (view 1, view 2) of the network's features.
 
     Rows: the planted ``Z`` (reference: a stochastic function of the views), then every
-    candidate of :func:`candidate_labels`.
+    candidate of :func:`candidate_labels` (hidden units, principal directions ``PC{j}``,
+    interaction-basis directions ``IB{j}``, the predicted class, baselines).
 
     Notes
     -----
@@ -254,7 +320,7 @@ def candidate_latent_table(model: TwoViewMLP, cause: PlantedCause, bins: int = 2
     """
     lb = math.log(base)
     p = cause.joint()
-    labels = candidate_labels(model, cause, bins, n_directions)
+    labels = candidate_labels(model, cause, bins, n_directions, n_interaction, n_basis_inputs)
     pred = labels["argmax"].ravel()
     nv = cause.n_view_values
     cands = list(labels.items())
