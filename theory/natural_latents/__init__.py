@@ -24,6 +24,7 @@ from .experiment import (
     TwoViewMLP,
     candidate_labels,
     candidate_latent_table,
+    hidden_interaction_features,
     train_two_view_mlp,
 )
 from .gaussian import GaussianNaturalLatentReport, gaussian_natural_latent_errors
@@ -48,5 +49,6 @@ __all__ = [
     "train_two_view_mlp",
     "candidate_labels",
     "candidate_latent_table",
+    "hidden_interaction_features",
     "LatentTable",
 ]
