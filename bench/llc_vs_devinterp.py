@@ -1,10 +1,12 @@
 """Speed and accuracy of llc.estimate_llc against devinterp's SGMCMC.sgld, in one run.
 
 Speed: the same models, chains, steps, batch size, step size and localization through devinterp's
-``SGMCMC.sgld`` optimizer (chains one after another, as devinterp runs them) and through this
-package (all chains in one batched computation, same Euler scheme), with wall times and ratios.
-The achieved FLOP rate of the batched sampler is compared with the machine's measured fp32 matmul
-rate.
+``SGMCMC.sgld`` optimizer (chains one after another, as devinterp runs them, minibatches from a
+shuffled DataLoader as in devinterp's ``sample_single_chain``; also with directly indexed batches,
+a leaner loop than devinterp ships) and through this package (all chains in one batched
+computation, same Euler scheme), with wall times and ratios. The achieved FLOP rate of the batched
+sampler is compared with the machine's measured fp32 matmul rate, also on wide models where
+arithmetic dominates.
 
 Accuracy: devinterp with one globally tuned setting (ε = 1e-4, γ = 10, batch 500, 8 × 2000 steps)
 against this package's default call, on the realizable suite of ``python -m llc validate``.
@@ -16,18 +18,25 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import time
 
 import torch
 from devinterp.optim import SGMCMC
+from torch.utils.data import DataLoader, TensorDataset
 
 import llc
-from llc.validate import SUITE, build
+from llc.validate import SUITE, SuiteModel, build
 
 
-def devinterp_llc(model, data, *, chains, steps, batch, eps, gamma, nbeta, seed=0):
-    """devinterp's SGLD optimizer on a plain training loop, one chain after another."""
+def devinterp_llc(model, data, *, chains, steps, batch, eps, gamma, nbeta, seed=0, loader=True):
+    """devinterp's SGLD optimizer, one chain after another.
+
+    ``loader=True`` draws minibatches through a shuffled ``DataLoader`` as devinterp's own
+    ``sample_single_chain`` does; ``loader=False`` indexes the tensors directly (a leaner loop than
+    devinterp ships, shown for transparency).
+    """
     x, y = data
     n = x.shape[0]
     with torch.no_grad():
@@ -38,10 +47,23 @@ def devinterp_llc(model, data, *, chains, steps, batch, eps, gamma, nbeta, seed=
         m = copy.deepcopy(model)
         opt = SGMCMC.sgld(m.parameters(), lr=eps, nbeta=nbeta, localization=gamma)
         noise_gen = torch.Generator().manual_seed(seed * 1000 + c)
+        if loader:
+            dl = DataLoader(
+                TensorDataset(x, y),
+                batch_size=batch,
+                shuffle=True,
+                drop_last=True,
+                generator=torch.Generator().manual_seed(seed * 1000 + c),
+            )
+            batches = itertools.chain.from_iterable(itertools.repeat(dl))
         losses = []
         for _ in range(steps):
-            idx = torch.randint(n, (batch,), generator=gen)
-            loss = 0.5 * ((m(x[idx]) - y[idx]) ** 2).sum(1).mean()
+            if loader:
+                xb, yb = next(batches)
+            else:
+                idx = torch.randint(n, (batch,), generator=gen)
+                xb, yb = x[idx], y[idx]
+            loss = 0.5 * ((m(xb) - yb) ** 2).sum(1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step(noise_generator=noise_gen)
@@ -71,6 +93,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=8)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--speed-only", action="store_true")
     args = parser.parse_args()
     models = [m for m in SUITE if m.widths and (m.quick or not args.quick)]
 
@@ -78,33 +101,35 @@ def main() -> None:
     print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {rate:.1f} GFLOP/s\n")
     print("speed: same chains, steps, batch, ε, γ (Euler scheme in both)")
     head = (
-        f"{'model':<24}{'d':>6}{'devinterp s':>12}{'ours s':>9}{'speed-up':>10}"
-        f"{'GFLOP/s':>9}{'% matmul':>10}"
+        f"{'model':<24}{'d':>8}{'devinterp s':>12}{'(indexed) s':>12}{'ours s':>8}"
+        f"{'speed-up':>10}{'(indexed)':>10}{'GFLOP/s':>9}{'% matmul':>9}"
     )
     print(head)
     print("-" * len(head))
-    for spec in models:
-        model, data, exact = build(spec, args.n)
+    wide = [(w, 1) for w in (128, 256, 512)] if not args.quick else [(256, 1)]
+    rows = [(spec.name, *build(spec, args.n)[:2], args.steps) for spec in models]
+    for w, r in wide:  # wide two-layer nets, where arithmetic dominates
+        spec = SuiteModel(f"RRR {w}-{w}-{w} r{r}", (w, w, w), r)
+        rows.append((spec.name, *build(spec, args.n)[:2], max(20, args.steps // 20)))
+    for name, model, data, steps in rows:
         nbeta = args.n / math.log(args.n)
         eps, gamma = 1e-4, 1.0
         kw = dict(
-            chains=args.chains,
-            steps=args.steps,
-            batch=args.batch,
-            eps=eps,
-            gamma=gamma,
-            nbeta=nbeta,
+            chains=args.chains, steps=steps, batch=args.batch, eps=eps, gamma=gamma, nbeta=nbeta
         )
         t0 = time.perf_counter()
         devinterp_llc(model, data, **kw)
         t_dev = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        devinterp_llc(model, data, loader=False, **kw)
+        t_idx = time.perf_counter() - t0
         t0 = time.perf_counter()
         llc.estimate_llc(
             model,
             data,
             num_chains=args.chains,
             num_burnin=0,
-            num_draws=args.steps,
+            num_draws=steps,
             batch_size=args.batch,
             step_size=eps,
             localization=gamma,
@@ -114,13 +139,15 @@ def main() -> None:
         )
         t_ours = time.perf_counter() - t0
         d = sum(p.numel() for p in model.parameters())
-        flops = 6.0 * args.chains * args.batch * d * args.steps  # forward 2·B·d, backward ≈ 4·B·d
+        flops = 6.0 * args.chains * args.batch * d * steps  # forward 2·B·d, backward ≈ 4·B·d
         gf = flops / t_ours / 1e9
         print(
-            f"{spec.name:<24}{d:>6}{t_dev:>12.2f}{t_ours:>9.2f}{t_dev / t_ours:>9.1f}×"
-            f"{gf:>9.1f}{100 * gf / rate:>9.0f}%",
+            f"{name:<24}{d:>8}{t_dev:>12.2f}{t_idx:>12.2f}{t_ours:>8.2f}{t_dev / t_ours:>9.1f}×"
+            f"{t_idx / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>8.0f}%",
             flush=True,
         )
+    if args.speed_only:
+        return
 
     print(
         "\naccuracy: devinterp ε=1e-4, γ=10, batch 500, 8×2000 steps vs llc defaults "

@@ -98,15 +98,6 @@ class SAE(torch.nn.Module):
         self.w_dec /= self.w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
-def on_active(pen):
-    """Deprecated no-op, kept only because notebooks/21_priors_sae.ipynb still calls it.
-
-    ``priors.penalty(...).to_torch()`` of a spike-and-slab prior is now 0 with gradient 0 at
-    f = 0 by itself (also for slabs with g(0+) = 0); use the penalty directly.
-    """
-    return pen
-
-
 def train(problem: Problem, x_train: torch.Tensor, pen, lam: float, seed: int, steps: int,
           batch: int, lr: float):
     gen = torch.Generator().manual_seed(seed)

@@ -148,6 +148,7 @@ def warmup(
     llc_parts, loss_parts = [], []
     total, converged, restarts, eps_cap = 0, False, 0, math.inf
     budget = num_steps if num_steps is not None else window * max_windows
+    runner.track_grad_sq = adapt_metric
     while total < budget:
         n_steps = min(window, budget - total)
         state, trace = runner.run(
@@ -194,6 +195,7 @@ def warmup(
         ):
             converged = True
             break
+    runner.track_grad_sq = False
     return WarmupResult(
         state=state,
         config=config,

@@ -156,7 +156,10 @@ def init(
 
 def potential_grad(state: SGLDState, grad: torch.Tensor, config: SGLDConfig) -> torch.Tensor:
     """``∇U(w) = nβ ∇L_B(w) + γ (w − w*)``, shape (chain, D)."""
-    return config.nbeta * grad + config.localization * (state.params - state.center)
+    out = grad * config.nbeta  # a new tensor: the in-place updates below mutate no input
+    if config.localization:
+        out.add_(state.params - state.center, alpha=config.localization)
+    return out
 
 
 def step(
@@ -179,14 +182,19 @@ def step(
         a = config.rmsprop_alpha
         square_avg = a * state.square_avg + (1 - a) * grad * grad
         precond = 1.0 / (config.rmsprop_eps + square_avg.sqrt())
-    if config.scheme == "leimkuhler_matthews":
-        zeta = 0.5 * (state.noise + noise)
-    else:
-        zeta = noise
     eps = config.step_size
+    lm = config.scheme == "leimkuhler_matthews"
+    # fused into few passes over (chain, D): each in-place op acts on a tensor created here
     if precond is None:
-        new = state.params - (0.5 * eps) * grad_u + math.sqrt(eps) * zeta
+        new = state.params.add(grad_u, alpha=-0.5 * eps)
+        if lm:
+            new.add_(state.noise, alpha=0.5 * math.sqrt(eps)).add_(
+                noise, alpha=0.5 * math.sqrt(eps)
+            )
+        else:
+            new.add_(noise, alpha=math.sqrt(eps))
     else:
+        zeta = 0.5 * (state.noise + noise) if lm else noise
         new = state.params - (0.5 * eps) * precond * grad_u + (eps * precond).sqrt() * zeta
     return replace(state, params=new, noise=noise, square_avg=square_avg), StepInfo(grad_u, precond)
 
