@@ -20,19 +20,10 @@ from theory.exact import deep_linear_network, reduced_rank_regression
 from theory.models import (
     DeepLinearNetwork,
     NormalCrossingModel,
+    TanhUnit,
     normal_form_teacher,
     teacher_student_data,
 )
-
-
-class TanhUnit(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return self.a * torch.tanh(self.b * x)
 
 
 def relu_dead():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-__all__ = ["LossFn", "prepare_data", "resolve_loss"]
+__all__ = ["LossFn", "prepare_data", "resolve_loss", "resolve_objective"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -140,3 +140,22 @@ def prepare_data(
             t = t.to(device=device)
         out.append(t)
     return out[0], out[1]
+
+
+def resolve_objective(
+    loss: str | LossFn, divergence: str, data: object, *, device: torch.device, dtype: torch.dtype
+) -> tuple[LossFn, torch.Tensor, torch.Tensor | None, bool]:
+    """``(loss_fn, inputs, targets, behavioral)`` for a training or behavioral loss.
+
+    With ``loss="behavioral"`` the per-sample loss is the ``divergence`` ("mse" or "kl") from the
+    reference outputs, which the caller computes (targets are returned as given, possibly None).
+    """
+    behavioral = isinstance(loss, str) and loss == "behavioral"
+    if behavioral:
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}")
+        loss_fn = DIVERGENCES[divergence]
+    else:
+        loss_fn = resolve_loss(loss)
+    x, y = prepare_data(data, device=device, dtype=dtype, require_targets=not behavioral)
+    return loss_fn, x, y, behavioral

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._data import DIVERGENCES, prepare_data, resolve_loss
+from ._data import prepare_data, resolve_objective
 from ._functional import FlatModel
 from ._hessian import Curvature, check_loss, default_rtol, lanczos_spectrum
 from .estimator import _selector
@@ -239,15 +239,8 @@ def hessian_bounds(
     if isinstance(max_dense, bool) or not isinstance(max_dense, int) or max_dense < 1:
         raise ValueError(f"max_dense must be a positive integer, got {max_dense!r}")
     flat = _flat(model, params, dtype)
-    behavioral = isinstance(loss, str) and loss == "behavioral"
-    if behavioral:
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}")
-        loss_fn = DIVERGENCES[divergence]
-    else:
-        loss_fn = resolve_loss(loss)
-    x, y = prepare_data(
-        data, device=flat.center.device, dtype=dtype, require_targets=not behavioral
+    loss_fn, x, y, behavioral = resolve_objective(
+        loss, divergence, data, device=flat.center.device, dtype=dtype
     )
     with torch.no_grad():
         if behavioral:

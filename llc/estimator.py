@@ -12,7 +12,7 @@ from torch import nn
 
 from . import sampler as _sampler
 from ._chains import ChainRunner
-from ._data import DIVERGENCES, LossFn, prepare_data, resolve_loss
+from ._data import LossFn, resolve_objective
 from ._functional import FlatModel
 from ._hessian import check_loss
 from ._warmup import choose_num_draws, warmup
@@ -224,14 +224,9 @@ def estimate_llc(
     dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
-    behavioral = isinstance(loss, str) and loss == "behavioral"
-    if behavioral:
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}")
-        loss_fn = DIVERGENCES[divergence]
-    else:
-        loss_fn = resolve_loss(loss)
-    x, y = prepare_data(data, device=device, dtype=dtype, require_targets=not behavioral)
+    loss_fn, x, y, behavioral = resolve_objective(
+        loss, divergence, data, device=device, dtype=dtype
+    )
     n = x.shape[0]
     if nbeta is None:
         nbeta = n / math.log(n) if n > 1 else 1.0

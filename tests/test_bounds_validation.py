@@ -12,19 +12,7 @@ from torch import nn
 import llc
 from llc.bounds import bounds
 from theory.exact import deep_linear_network, reduced_rank_regression
-from theory.models import NormalCrossingModel, normal_form_teacher, teacher_student_data
-
-
-class TanhUnit(nn.Module):
-    """``a · tanh(b x)`` at (a, b) = (0, 0): K ≈ ½ a² b² E[x²], λ = 1/2 (m = 2)."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return self.a * torch.tanh(self.b * x)
+from theory.models import NormalCrossingModel, TanhUnit, normal_form_teacher, teacher_student_data
 
 
 def _relu_dead():

@@ -23,7 +23,7 @@ from theory.free_energy import (
     localized_llc,
     potential_from_model,
 )
-from theory.models import NormalCrossingModel
+from theory.models import NormalCrossingModel, TanhUnit
 
 matplotlib.use("Agg")
 
@@ -45,15 +45,6 @@ def tanh_potential(w):
     g = np.tanh(b[:, None] * _XS[None, :]) ** 2 @ _WS
     return 0.5 * w[:, 0] ** 2 * g[inv]
 
-
-class TanhUnit(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return self.a * torch.tanh(self.b * x)
 
 
 # ---- closed forms -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .exact import (
 __all__ = [
     "DeepLinearNetwork",
     "NormalCrossingModel",
+    "TanhUnit",
     "normal_form_teacher",
     "teacher_student_data",
 ]
@@ -160,3 +161,25 @@ class NormalCrossingModel(nn.Module):
     def learning_coefficient(self) -> LearningCoefficient:
         """Exact λ and multiplicity at ``w = 0``."""
         return self.learning_coefficient_value
+
+
+class TanhUnit(nn.Module):
+    """One tanh unit ``f(x) = a · tanh(b x)`` at its true parameter ``(a, b) = (0, 0)``.
+
+    For the target ``y = 0``, ``K(a, b) ≈ ½ a² b² E[x²]`` near 0, so ``λ = 1/2`` with
+    multiplicity 2 (REFERENCES §2).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(()))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a * torch.tanh(self.b * x)
+
+    def learning_coefficient(self) -> LearningCoefficient:
+        """Exact λ = 1/2, m = 2 at ``(0, 0)``."""
+        from fractions import Fraction
+
+        return LearningCoefficient(Fraction(1, 2), 2)
