@@ -202,3 +202,15 @@ def test_weight_refined_selection(problem):
     assert res.config["params"] == ["0.weight", "0.bias"]
     with pytest.raises(ValueError, match="params"):
         llc.estimate_llc(model, (x, y), params=["nothing"], **FAST)
+
+
+def test_explicit_device_and_dtype_leave_the_model_alone(problem):
+    # The GPU path is this code with another device: sampling happens on copies in (device, dtype).
+    model, x, y = problem
+    res = llc.estimate_llc(model, (x, y), device="cpu", dtype=torch.float64, **FAST)
+    ref = llc.estimate_llc(
+        model, (x.double(), y.double()), device=torch.device("cpu"), dtype=torch.float64, **FAST
+    )
+    np.testing.assert_array_equal(res.llc_trace, ref.llc_trace)
+    assert res.config["dtype"] == "torch.float64" and res.config["device"] == "cpu"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
