@@ -57,6 +57,17 @@ def penalty_minimizer(pen, lo: float, hi: float) -> float:
     return float(grid[k])
 
 
+def prox_inputs(v: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a prox call's arguments; return ``v`` and ``t`` as float64 tensors of v's shape."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
+    v64 = v.detach().to(torch.float64)
+    t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
+    if torch.any(t64 < 0):
+        raise ValueError("t: expected a non-negative step size")
+    return v64, t64
+
+
 def numeric_prox_1d(pen, pen_t: Callable, n_grid: int = 64, n_golden: int = 60,
                     chunk: int = 1 << 15) -> Callable:
     """Build ``f(v, t)`` for a univariate penalty with numeric parameters."""
@@ -128,13 +139,8 @@ def numeric_prox_1d(pen, pen_t: Callable, n_grid: int = 64, n_golden: int = 60,
         return torch.where(t == 0, v, best_x)
 
     def f(v: torch.Tensor, t) -> torch.Tensor:
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         with torch.no_grad():
-            v64 = v.detach().to(torch.float64)
-            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
-            if torch.any(t64 < 0):
-                raise ValueError("t: expected a non-negative step size")
+            v64, t64 = prox_inputs(v, t)
             flat_v, flat_t = v64.reshape(-1), t64.reshape(-1)
             out = torch.empty_like(flat_v)
             for i in range(0, flat_v.numel(), chunk):

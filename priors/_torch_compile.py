@@ -65,24 +65,23 @@ def _first_tensor(args):
     return None
 
 
-def _tmax(*args):
-    ref = _first_tensor(args)
-    if ref is None:
-        return max(args)
-    out = _as_tensor_like(args[0], ref)
-    for a in args[1:]:
-        out = torch.maximum(out, _as_tensor_like(a, ref))
-    return out
+def _reducer(tensor_op, scalar_op):
+    """sympy's n-ary Max/Min as a torch callable (plain numbers when no argument is a tensor)."""
+
+    def reduce_(*args):
+        ref = _first_tensor(args)
+        if ref is None:
+            return scalar_op(args)
+        out = _as_tensor_like(args[0], ref)
+        for a in args[1:]:
+            out = tensor_op(out, _as_tensor_like(a, ref))
+        return out
+
+    return reduce_
 
 
-def _tmin(*args):
-    ref = _first_tensor(args)
-    if ref is None:
-        return min(args)
-    out = _as_tensor_like(args[0], ref)
-    for a in args[1:]:
-        out = torch.minimum(out, _as_tensor_like(a, ref))
-    return out
+_tmax = _reducer(torch.maximum, max)
+_tmin = _reducer(torch.minimum, min)
 
 
 def _heaviside(x, h0=0.5):

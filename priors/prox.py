@@ -29,7 +29,7 @@ from typing import Any
 import sympy as sp
 import torch
 
-from ._prox_numeric import numeric_prox_1d
+from ._prox_numeric import numeric_prox_1d, prox_inputs
 from ._torch_compile import compile_torch
 from .penalty import Penalty, _slab_part, branch
 
@@ -355,13 +355,8 @@ def _build_torch(px: Prox) -> Callable:
     zero_ok = bool(0 in pen.support) and bool(_value_at_zero(pen).is_finite)
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         with torch.no_grad():
-            v64 = v.detach().to(torch.float64)
-            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
-            if torch.any(t64 < 0):
-                raise ValueError("t: expected a non-negative step size")
+            v64, t64 = prox_inputs(v, t)
             vin = v64.abs() if px.symmetric else v64
             cands, objs = [], []
             if zero_ok:
@@ -410,13 +405,8 @@ def _spike_and_slab_prox(pen_t: Callable, slab_prox: Callable) -> Callable:
     """``argmin`` over ``{0, prox_slab(v)}`` of ``½(x − v)² + t·pen(x)`` (0 wins ties)."""
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
         with torch.no_grad():
-            v64 = v.detach().to(torch.float64)
-            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
-            if torch.any(t64 < 0):
-                raise ValueError("t: expected a non-negative step size")
+            v64, t64 = prox_inputs(v, t)
             xs = slab_prox(v64, t64)
             obj_s = _objective(pen_t, xs, v64, t64)
             obj_s = torch.where(torch.isnan(obj_s), math.inf, obj_s)

@@ -5,6 +5,7 @@ import math
 import pytest
 import sympy as sp
 import torch
+from _priors_cases import NUMERIC
 
 import priors
 from priors import Penalty
@@ -12,20 +13,6 @@ from priors._torch_compile import compile_torch, log_expint1
 
 A = sp.Symbol("a", real=True)
 
-NUMERIC = {
-    "laplace": {"b": 0.7},
-    "gaussian": {"sigma": 1.3},
-    "cauchy": {"s": 0.8},
-    "student_t": {"nu": 3, "s": 1.5},
-    "generalized_gaussian": {"p": 0.6, "s": 1.2},
-    "double_pareto": {"lam": 2.5, "s": 0.5},
-    "horseshoe": {"tau": 0.9},
-    "spike_and_slab": {"pi": 0.3, "sigma": 2.0},
-    "exponential": {"lam": 1.7},
-    "half_cauchy": {"s": 1.1},
-    "lognormal": {"mu": 0.2, "sigma": 0.7},
-    "gamma": {"k": 2.5, "theta": 0.6},
-}
 POINTS = [-7.5, -2.2, -0.61, -0.05, 0.013, 0.4, 1.0, 3.3, 12.0]
 
 
