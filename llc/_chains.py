@@ -95,7 +95,8 @@ class ChainRunner:
         self._idx_buf: list[torch.Tensor] = []
         self._noise_buf: list[torch.Tensor] = []
         self.track_grad_sq = False
-        self.grad_sq = torch.zeros_like(flat.center)  # Σ over chains and steps of (∂U/∂w)²
+        # Σ over live chains and steps of (∂U/∂w)², for the warm-up metric
+        self.grad_sq = torch.zeros_like(flat.center, dtype=torch.float64)
         self.grad_sq_count = 0
 
     # -- random draws (outside vmap, from explicit generators) ------------------------------
@@ -255,7 +256,10 @@ class ChainRunner:
                 )
             new_state, info = sampler.step(state, grads, self.draw_noise(), config)
             if self.track_grad_sq:  # only warm-up learns the metric from it
-                gu = torch.nan_to_num(info.potential_grad, nan=0.0, posinf=0.0, neginf=0.0)
+                # live chains with finite gradients only: one exploding chain must not set the
+                # metric of all others
+                gu = info.potential_grad.to(torch.float64)
+                gu = gu[self.alive() & torch.isfinite(gu).all(dim=1)]
                 self.grad_sq += (gu * gu).sum(0)
                 self.grad_sq_count += gu.shape[0]
             if mala_prev is not None and info.precond is not None:

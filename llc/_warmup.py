@@ -34,6 +34,7 @@ from .diagnostics import ess
 
 __all__ = ["WarmupResult", "choose_num_draws", "initial_step_size", "warmup"]
 
+METRIC_RANGE = (1e-2, 1e2)  # metric entries relative to their median
 STEP_FACTOR = 0.5  # c in ε = c/κ̂: the stiffest direction relaxes by a = εκ/2 = 1/4 per step
 
 
@@ -86,14 +87,18 @@ def initial_step_size(
     return STEP_FACTOR / k, vecs
 
 
-def _diagonal_metric(runner: ChainRunner, config: sampler.SGLDConfig) -> torch.Tensor:
+def _diagonal_metric(runner: ChainRunner, config: sampler.SGLDConfig) -> torch.Tensor | None:
     """``G_i ∝ 1 / E[(∂_i U)²]``: at equilibrium ``E[(∂_i U)²] = E[∂_i² U]`` (integration by parts),
     the mean curvature along coordinate i, so G equalises the coordinates' relaxation rates."""
     curv = runner.grad_sq / runner.grad_sq_count
     curv = torch.clamp(curv, min=max(config.localization, 1e-12))
     metric = 1.0 / curv
-    med = metric.median()
-    return torch.clamp(metric / med, 1e-4, 1e4)
+    ok = torch.isfinite(metric) & (metric > 0)
+    if not ok.any():
+        return None
+    # normalise by the median of the usable entries; unusable ones get the smallest step
+    metric = torch.where(ok, metric / metric[ok].median(), torch.zeros_like(metric))
+    return torch.clamp(metric, METRIC_RANGE[0], METRIC_RANGE[1]).to(runner.flat.center.dtype)
 
 
 def _stationary(ex: np.ndarray, rel: float = 0.005, relaxation_times: float = 10.0) -> bool:
@@ -175,7 +180,9 @@ def warmup(
             continue
         settled = True
         if adapt_metric and runner.grad_sq_count:
-            state = replace(state, metric=_diagonal_metric(runner, config))
+            metric = _diagonal_metric(runner, config)
+            if metric is not None:
+                state = replace(state, metric=metric)
         runner.grad_sq.zero_()
         runner.grad_sq_count = 0
         if adapt_step:

@@ -214,3 +214,26 @@ def test_explicit_device_and_dtype_leave_the_model_alone(problem):
     np.testing.assert_array_equal(res.llc_trace, ref.llc_trace)
     assert res.config["dtype"] == "torch.float64" and res.config["device"] == "cpu"
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("init_seed", [1, 5])
+def test_trained_relu_nets_with_dead_units_do_not_derail_warmup(init_seed):
+    # Regression: on these Adam-trained ReLU nets two chains blew up in warm-up, their gradients
+    # poisoned the learned metric (NaN), and every chain then "diverged" while ε halved to 1e-34;
+    # with a milder fix the estimate still came out at 28.8 > d/2 = 16.5.
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(2000, 2, generator=gen)
+    ys = torch.sin(2 * xs[:, :1]) * xs[:, 1:]
+    with torch.random.fork_rng():
+        torch.manual_seed(init_seed)
+        net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(1500):
+            opt.zero_grad()
+            (0.5 * ((net(xs) - ys) ** 2).sum(1).mean()).backward()
+            opt.step()
+    res = llc.estimate_llc(net, (xs, ys), seed=0, progress=False, max_draws=1000)
+    d = sum(p.numel() for p in net.parameters())
+    assert not res.diverged.any()
+    assert res.config["warmup_restarts"] == 0
+    assert -4 * res.mcse < res.mean < d / 2 + 4 * res.mcse
