@@ -15,6 +15,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ._data import LossFn
+from ._mlp import mlp_plan
 
 __all__ = ["FlatModel"]
 
@@ -113,14 +114,19 @@ class FlatModel:
         return vmap(mean_loss, in_dims=(0, 0, 0), randomness="different")
 
     def batched_value_and_grad(
-        self, loss: LossFn
+        self, loss: LossFn, *, mlp_path: bool = True
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """``(W, X, Y) -> (grads (C, D), mean losses (C,))``.
 
         The forward pass is vectorised over chains with :func:`torch.func.vmap` and differentiated
         by one ordinary backward pass (chains share no parameters, so the gradient of the summed
         loss is each chain's own gradient); measured faster than vmapping ``torch.func.grad``.
+        Plain MLPs (``nn.Sequential`` of ``nn.Linear`` and common activations) take the
+        hand-written batched path of :mod:`llc._mlp` instead, unless ``mlp_path=False``.
         """
+        plan = mlp_plan(self.module, self.names, self.frozen) if mlp_path else None
+        if plan is not None:
+            return plan.value_and_grad(loss)
         fwd = self.batched_loss(loss)
 
         def value_and_grad(w, x, y):

@@ -27,6 +27,14 @@ Because this G changes with w, the chain's stationary law is only approximately 
 A fixed diagonal metric (``state.metric``, used with ``preconditioner="identity"``) is exact: with
 constant G the preconditioned Langevin diffusion has the same stationary law for any G > 0.
 
+Minibatch noise compensation (``state.noise_scale``): the minibatch gradient adds noise of
+covariance ``(ε²/4) nβ² G Σ_B G`` per step on top of the injected ``ε G``, which heats the chain by
+``h_i = ε nβ² G_i (Σ_B)_ii / 4`` along coordinate i (Σ_B the covariance of ``∇L_B``). Injecting
+``√(ε G) ⊙ s ⊙ ζ`` with ``s_i = √(1 − h_i)`` makes the diagonal of the total noise exactly
+``ε G``. For a quadratic potential the stationary energy is half the trace of the (G-whitened)
+noise covariance, whatever its off-diagonal part (take the trace of the Lyapunov equation), so
+matching the diagonal removes the heating of the energy, to first order in ε.
+
 References
 ----------
 .. [1] M. Welling and Y. W. Teh, "Bayesian learning via stochastic gradient Langevin dynamics",
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 
@@ -117,6 +126,8 @@ class SGLDState:
         RMSprop's running average V of squared gradients.
     metric : Tensor, shape (D,) or (chain, D), or None
         A fixed diagonal preconditioner G (None: G = 1).
+    noise_scale : Tensor, shape (D,), or None
+        Factor ``s`` on the injected noise, ``√(ε G) ⊙ s ⊙ ζ`` (None: 1); see the module notes.
     """
 
     params: torch.Tensor
@@ -124,6 +135,7 @@ class SGLDState:
     noise: torch.Tensor
     square_avg: torch.Tensor | None = None
     metric: torch.Tensor | None = None
+    noise_scale: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -133,13 +145,20 @@ class StepInfo:
     Attributes
     ----------
     potential_grad : Tensor, shape (chain, D)
-        ``∇U(w_t)``, the full drift direction before scaling.
+        ``∇U(w_t)``, the full drift direction before scaling (computed on first access: the
+        update itself does not need it materialised).
     precond : Tensor, shape (chain, D), or None
         The preconditioner G used (None for identity).
     """
 
-    potential_grad: torch.Tensor
+    state: SGLDState
+    grad: torch.Tensor
+    config: SGLDConfig
     precond: torch.Tensor | None
+
+    @cached_property
+    def potential_grad(self) -> torch.Tensor:
+        return potential_grad(self.state, self.grad, self.config)
 
 
 def init(
@@ -176,27 +195,38 @@ def step(
         Fresh standard normal draw ξ_{t+1}.
     config : SGLDConfig
     """
-    grad_u = potential_grad(state, grad, config)
     square_avg, precond = state.square_avg, state.metric
     if config.preconditioner == "rmsprop":
         a = config.rmsprop_alpha
         square_avg = a * state.square_avg + (1 - a) * grad * grad
         precond = 1.0 / (config.rmsprop_eps + square_avg.sqrt())
-    eps = config.step_size
+    eps, gamma = config.step_size, config.localization
     lm = config.scheme == "leimkuhler_matthews"
-    # fused into few passes over (chain, D): each in-place op acts on a tensor created here
-    if precond is None:
-        new = state.params.add(grad_u, alpha=-0.5 * eps)
+    # four passes over (chain, D), each in-place op on a tensor created here: w − (εγ/2)(w − w*)
+    # as a lerp towards w*, then the gradient and the noise terms
+    center = state.center.expand_as(state.params)
+    if precond is None and state.noise_scale is None:
+        new = torch.lerp(state.params, center, 0.5 * eps * gamma) if gamma else state.params.clone()
+        new.add_(grad, alpha=-0.5 * eps * config.nbeta)
+        amp = math.sqrt(eps)
         if lm:
-            new.add_(state.noise, alpha=0.5 * math.sqrt(eps)).add_(
-                noise, alpha=0.5 * math.sqrt(eps)
-            )
+            new.add_(state.noise, alpha=0.5 * amp).add_(noise, alpha=0.5 * amp)
         else:
-            new.add_(noise, alpha=math.sqrt(eps))
+            new.add_(noise, alpha=amp)
     else:
-        zeta = 0.5 * (state.noise + noise) if lm else noise
-        new = state.params - (0.5 * eps) * precond * grad_u + (eps * precond).sqrt() * zeta
-    return replace(state, params=new, noise=noise, square_avg=square_avg), StepInfo(grad_u, precond)
+        g = precond if precond is not None else torch.ones_like(state.center)
+        half = (0.5 * eps) * g  # (D,) or (chain, D)
+        amp = (eps * g).sqrt()
+        if state.noise_scale is not None:
+            amp = amp * state.noise_scale
+        new = torch.lerp(state.params, center, half * gamma) if gamma else state.params.clone()
+        new.addcmul_(grad, half, value=-config.nbeta)
+        if lm:
+            new.addcmul_(state.noise, amp, value=0.5).addcmul_(noise, amp, value=0.5)
+        else:
+            new.addcmul_(noise, amp)
+    info = StepInfo(state, grad, config, precond)
+    return replace(state, params=new, noise=noise, square_avg=square_avg), info
 
 
 def mala_log_acceptance(
@@ -218,13 +248,17 @@ def mala_log_acceptance(
     from the same minibatch at both points. Used as a step-size diagnostic: healthy runs sit near
     0.9 or above.
     """
-    g = torch.ones_like(w_prev) if precond is None else precond
-
-    def log_q(to, frm, grad_frm):
-        r = to - frm + 0.5 * step_size * g * grad_frm
-        return -(r * r / g).sum(-1) / (2 * step_size)
-
-    log_ratio = (
-        log_q(w_prev, w_cur, grad_u_cur) - log_q(w_cur, w_prev, grad_u_prev) + u_prev - u_cur
-    )
+    # Expanding the two Gaussian exponents, with Δ = w_cur − w_prev:
+    # log q(w_prev | w_cur) − log q(w_cur | w_prev)
+    #     = ½ Δ·(∇U_prev + ∇U_cur) + (ε/8) (∇U_prevᵀ G ∇U_prev − ∇U_curᵀ G ∇U_cur),
+    # a few reductions instead of two full residual vectors.
+    delta = w_cur - w_prev
+    cross = 0.5 * ((delta * grad_u_prev).sum(-1) + (delta * grad_u_cur).sum(-1))
+    if precond is None:
+        quad = (grad_u_prev * grad_u_prev).sum(-1) - (grad_u_cur * grad_u_cur).sum(-1)
+    else:
+        quad = (grad_u_prev * precond * grad_u_prev).sum(-1) - (
+            grad_u_cur * precond * grad_u_cur
+        ).sum(-1)
+    log_ratio = cross + (step_size / 8) * quad + u_prev - u_cur
     return torch.clamp(log_ratio, max=0.0)

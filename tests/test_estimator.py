@@ -237,3 +237,16 @@ def test_trained_relu_nets_with_dead_units_do_not_derail_warmup(init_seed):
     assert not res.diverged.any()
     assert res.config["warmup_restarts"] == 0
     assert -4 * res.mcse < res.mean < d / 2 + 4 * res.mcse
+
+
+def test_precondition_and_noise_compensation_switches(problem):
+    model, x, y = problem
+    kw = dict(progress=False, num_chains=3, num_draws=50, batch_size=50)
+    plain = llc.estimate_llc(model, (x, y), precondition=False, compensate_noise=False, **kw)
+    assert plain.config["metric"] == "identity"
+    assert plain.config["minibatch_heating"] == 0.0
+    default = llc.estimate_llc(model, (x, y), **kw)
+    assert default.config["metric"].startswith("diagonal")
+    assert default.config["minibatch_heating"] > 0.0  # label noise: minibatch gradients are noisy
+    full = llc.estimate_llc(model, (x, y), progress=False, num_chains=3, num_draws=50)
+    assert full.batch_size == 200 and full.config["minibatch_heating"] == 0.0

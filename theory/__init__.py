@@ -7,9 +7,10 @@
 - :mod:`theory.polytopes`: the linear regions of ReLU networks, exact where it can be.
 - :mod:`theory.natural_latents`: natural-latent errors, exact and from samples.
 - :mod:`theory.free_energy`: local free energies by quadrature, an oracle for λ.
+- :mod:`theory.gibbs`: the finite-n localised LLC of deep linear networks by exact Gibbs sampling.
 """
 
-from . import exact, free_energy, interaction, models, natural_latents, polytopes
+from . import exact, free_energy, gibbs, interaction, models, natural_latents, polytopes
 from .exact import (
     LearningCoefficient,
     deep_linear_network,
@@ -18,6 +19,7 @@ from .exact import (
     regular,
 )
 from .free_energy import FreeEnergyCurve, free_energy_curve, localized_llc
+from .gibbs import GibbsResult, dln_gibbs_llc
 from .interaction import InteractionBasis, LayerBasis, interaction_basis
 from .models import (
     DeepLinearNetwork,
@@ -29,14 +31,17 @@ from .models import (
 __all__ = [
     "DeepLinearNetwork",
     "FreeEnergyCurve",
+    "GibbsResult",
     "InteractionBasis",
     "LayerBasis",
     "LearningCoefficient",
     "NormalCrossingModel",
     "deep_linear_network",
+    "dln_gibbs_llc",
     "exact",
     "free_energy",
     "free_energy_curve",
+    "gibbs",
     "interaction",
     "interaction_basis",
     "localized_llc",
