@@ -292,6 +292,7 @@ class ChainRunner:
                         gu_cur,
                         config.step_size,
                         g_prev,
+                        state.noise_scale,
                     ).to(torch.float64)
                 )
                 mala_prev = None

@@ -14,6 +14,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if outputs.shape != targets.shape:  # broadcasting (n, 1) against (n,) would pair all samples
+        raise ValueError(
+            "loss='mse' needs targets shaped like the model's outputs: outputs "
+            f"{tuple(outputs.shape)}, targets {tuple(targets.shape)}"
+        )
     diff = (outputs - targets).reshape(outputs.shape[0], -1)
     return 0.5 * (diff * diff).sum(dim=1)
 

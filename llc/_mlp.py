@@ -173,17 +173,30 @@ def _generic_loss_value_grad(loss: LossFn) -> Callable:
 def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan | None:
     """A plan if ``module`` is a plain MLP whose every parameter is sampled, else None.
 
-    Plain means: an ``nn.Sequential`` (or subclass that keeps its ``forward``) of distinct
-    ``nn.Linear`` layers and parameter-free activations among ReLU, LeakyReLU, Tanh, Sigmoid,
-    GELU (exact), SiLU and Identity, with no hooks, buffers or frozen parameters.
+    Plain means: an ``nn.Sequential`` (or a subclass that overrides none of ``forward``,
+    ``__iter__``, ``__call__``) of distinct ``nn.Linear`` layers and parameter-free, out-of-place
+    activations among ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU and Identity, with no
+    hooks, buffers, frozen parameters or per-instance ``forward`` replacements.
     """
-    if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
+    if not isinstance(module, nn.Sequential):
+        return None
+    kind = type(module)
+    if (
+        kind.forward is not nn.Sequential.forward
+        or kind.__iter__ is not nn.Sequential.__iter__
+        or kind.__call__ is not nn.Module.__call__
+    ):
         return None
     if frozen or _has_hooks(module):
         return None
-    children = list(module._modules.values())  # children() would hide a repeated layer
+    items = list(module._modules.items())  # children() would hide a repeated layer
+    children = [m for _, m in items]
     if not children or len({id(m) for m in children}) != len(children):
         return None
+    if any(m is None or "forward" in vars(m) for m in (module, *children)):
+        return None  # a forward replaced on the instance
+    if any(getattr(m, "inplace", False) for m in children):
+        return None  # an in-place activation would overwrite the saved pre-activation
     offsets, start = {}, 0
     shapes = dict(module.named_parameters())
     for name in names:
@@ -194,14 +207,14 @@ def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan
         start += size
     layers: list[_Layer] = []
     expected = set()
-    for i, child in enumerate(children):
+    for key, child in items:  # parameter names follow the keys, whatever their order
         if type(child) is nn.Linear:
             bias = None
-            expected.add(f"{i}.weight")
+            expected.add(f"{key}.weight")
             if child.bias is not None:
-                expected.add(f"{i}.bias")
-                bias = offsets.get(f"{i}.bias")
-            weight = offsets.get(f"{i}.weight")
+                expected.add(f"{key}.bias")
+                bias = offsets.get(f"{key}.bias")
+            weight = offsets.get(f"{key}.weight")
             if weight is None or (child.bias is not None and bias is None):
                 return None
             layers.append(_Layer(weight, tuple(child.weight.shape), bias, child, None))

@@ -113,7 +113,8 @@ def _diagonal_metric(runner: ChainRunner, config: sampler.SGLDConfig) -> torch.T
 def noise_scale(
     noise_var: torch.Tensor, config: sampler.SGLDConfig, metric: torch.Tensor | None
 ) -> tuple[torch.Tensor, float]:
-    """``s = √(1 − h)``, ``h = ε nβ² G Var(∇L_B) / 4`` (see :mod:`llc.sampler`), and the mean h.
+    """``s = √(1 − h)``, ``h = ε nβ² G Var(∇L_B) / 4`` (see :mod:`llc.sampler`), and the mean of
+    the compensated (capped) h.
 
     h is capped at ``MAX_HEATING``: beyond it the gradient noise alone exceeds half the intended
     noise, and only a smaller ε or a larger batch helps.
@@ -121,7 +122,8 @@ def noise_scale(
     g = metric.double() if metric is not None else 1.0
     h = config.step_size * config.nbeta**2 * g * noise_var / 4
     h = torch.where(torch.isfinite(h), h, torch.zeros_like(h))
-    return (1 - h.clamp(0, MAX_HEATING)).sqrt(), float(h.mean())
+    h = h.clamp(0, MAX_HEATING)
+    return (1 - h).sqrt(), float(h.mean())
 
 
 def _stationary(ex: np.ndarray, rel: float = 0.005, relaxation_times: float = 10.0) -> bool:
@@ -256,6 +258,9 @@ def warmup(
             converged = True
             break
     runner.track_grad_sq = False
+    if noise_count:  # for the final ε and metric (a restart may have halved ε after the last set)
+        scale, heating = noise_scale(noise_sum / noise_count, config, state.metric)
+        state = replace(state, noise_scale=scale.to(state.params.dtype))
     return WarmupResult(
         state=state,
         config=config,

@@ -24,8 +24,8 @@ __all__ = ["estimate_llc"]
 _SAMPLERS = {"sgld": "identity", "rmsprop_sgld": "rmsprop"}
 DEFAULT_LOCALIZATION = 0.3
 DEFAULT_BATCH = 512
-# per-sample gradient evaluations (chains · batch · d · steps) that cap the default warm-up and
-# draws: about 20 s on 2 CPU cores for d = 2000, 8 chains, batch 512
+# work (chains · batch · d · steps) that caps the default warm-up and draws: about 20 s on
+# 2 CPU cores for d = 2000, 8 chains, batch 512
 WORK = 8e10
 
 
@@ -145,7 +145,10 @@ def estimate_llc(
     num_chains : int
         Independent chains, all advanced in one batched computation.
     num_draws, num_burnin : int, optional
-        Draws kept per chain and warm-up steps. Default: chosen adaptively (see Notes).
+        Draws kept per chain and warm-up steps. Default: chosen adaptively (see Notes). A given
+        ``num_burnin`` runs exactly that many warm-up steps at the initial step size (ε₀ from
+        the curvature at and around w*, or ``step_size``), without the per-window adaptation of
+        ε, the metric and the noise compensation.
     batch_size : int, optional
         Minibatch size, default ``min(n, 512)``.
     sampler : {"sgld", "rmsprop_sgld"}
@@ -277,41 +280,50 @@ def estimate_llc(
             batch_size=batch_size or min(n, DEFAULT_BATCH),
             chain_batch=chain_batch,
         )
-        config = _sampler.SGLDConfig(
-            step_size=step_size or 1e-4,
-            localization=DEFAULT_LOCALIZATION if localization is None else localization,
-            nbeta=nbeta,
-            scheme=scheme,
-            preconditioner=_SAMPLERS[sampler],
-        )
-        state = _sampler.init(
-            flat.center.expand(num_chains, -1).clone(), flat.center, runner.draw_noise(), config
-        )
-        work = WORK / (num_chains * runner.batch_size * flat.dim)  # steps per chain
-        warm = warmup(
-            runner,
-            state,
-            config,
-            adapt_step=step_size is None,
-            adapt_metric=precondition and sampler == "sgld",
-            compensate=compensate_noise,
-            num_steps=num_burnin,
-            max_windows=int(min(max(work, 2000), 10000)) // 100,
-            gen=aux,
-            progress=progress,
-        )
-        config = warm.config
-        if max_draws is None:
-            max_draws = int(min(max(work, 4000), 25000))
-        draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
-        state, trace = runner.run(warm.state, draws, config, progress=progress, desc="SGLD draws")
-        parts = [trace]
-        while num_draws is None and draws < max_draws and not _precise(parts, nbeta):
-            extra = min(draws, max_draws - draws)  # double until the MCSE target is met
-            state, trace = runner.run(state, extra, config, progress=progress, desc="SGLD draws")
-            parts.append(trace)
-            draws += extra
-        runner.close()
+        try:
+            config = _sampler.SGLDConfig(
+                step_size=step_size or 1e-4,
+                localization=DEFAULT_LOCALIZATION if localization is None else localization,
+                nbeta=nbeta,
+                scheme=scheme,
+                preconditioner=_SAMPLERS[sampler],
+            )
+            state = _sampler.init(
+                flat.center.expand(num_chains, -1).clone(),
+                flat.center,
+                runner.draw_noise(),
+                config,
+            )
+            work = WORK / (num_chains * runner.batch_size * flat.dim)  # steps per chain
+            warm = warmup(
+                runner,
+                state,
+                config,
+                adapt_step=step_size is None,
+                adapt_metric=precondition and sampler == "sgld",
+                compensate=compensate_noise,
+                num_steps=num_burnin,
+                max_windows=int(min(max(work, 2000), 10000)) // 100,
+                gen=aux,
+                progress=progress,
+            )
+            config = warm.config
+            if max_draws is None:
+                max_draws = int(min(max(work, 4000), 25000))
+            draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
+            state, trace = runner.run(
+                warm.state, draws, config, progress=progress, desc="SGLD draws"
+            )
+            parts = [trace]
+            while num_draws is None and draws < max_draws and not _precise(parts, nbeta):
+                extra = min(draws, max_draws - draws)  # double until the MCSE target is met
+                state, trace = runner.run(
+                    state, extra, config, progress=progress, desc="SGLD draws"
+                )
+                parts.append(trace)
+                draws += extra
+        finally:
+            runner.close()
     loss_t, loss_c, log_acc = (
         torch.cat([getattr(p, f) for p in parts], dim=1).cpu().numpy()
         for f in ("loss", "loss_center", "log_accept")

@@ -238,13 +238,15 @@ def mala_log_acceptance(
     grad_u_cur: torch.Tensor,
     step_size: float,
     precond: torch.Tensor | None = None,
+    noise_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Log Metropolis–Hastings acceptance of the move ``w_prev → w_cur``, per chain.
 
     Notes
     -----
     ``log α = min(0, log q(w_prev | w_cur) − log q(w_cur | w_prev) + U(w_prev) − U(w_cur))`` with
-    the Langevin proposal ``q(w' | w) = N(w − (ε/2) G ∇U(w), ε G)``. ``U`` and ``∇U`` must come
+    the Langevin proposal ``q(w' | w) = N(w − (ε/2) G ∇U(w), ε G s²)`` (``s = noise_scale``,
+    default 1). ``U`` and ``∇U`` must come
     from the same minibatch at both points. Used as a step-size diagnostic: healthy runs sit near
     0.9 or above.
     """
@@ -252,13 +254,17 @@ def mala_log_acceptance(
     # log q(w_prev | w_cur) − log q(w_cur | w_prev)
     #     = ½ Δ·(∇U_prev + ∇U_cur) + (ε/8) (∇U_prevᵀ G ∇U_prev − ∇U_curᵀ G ∇U_cur),
     # a few reductions instead of two full residual vectors.
+    # With a noise scale s every term of coordinate i is divided by s_i².
     delta = w_cur - w_prev
+    if noise_scale is not None:
+        delta = delta / noise_scale**2
     cross = 0.5 * ((delta * grad_u_prev).sum(-1) + (delta * grad_u_cur).sum(-1))
-    if precond is None:
+    g = precond
+    if noise_scale is not None:
+        g = (1.0 if g is None else g) / noise_scale**2
+    if g is None:
         quad = (grad_u_prev * grad_u_prev).sum(-1) - (grad_u_cur * grad_u_cur).sum(-1)
     else:
-        quad = (grad_u_prev * precond * grad_u_prev).sum(-1) - (
-            grad_u_cur * precond * grad_u_cur
-        ).sum(-1)
+        quad = (grad_u_prev * g * grad_u_prev).sum(-1) - (grad_u_cur * g * grad_u_cur).sum(-1)
     log_ratio = cross + (step_size / 8) * quad + u_prev - u_cur
     return torch.clamp(log_ratio, max=0.0)

@@ -250,3 +250,11 @@ def test_precondition_and_noise_compensation_switches(problem):
     assert default.config["minibatch_heating"] > 0.0  # label noise: minibatch gradients are noisy
     full = llc.estimate_llc(model, (x, y), progress=False, num_chains=3, num_draws=50)
     assert full.batch_size == 200 and full.config["minibatch_heating"] == 0.0
+
+
+def test_mse_targets_must_match_output_shape():
+    # (n, 1) outputs against (n,) targets would broadcast to an (n, n) loss without this check
+    model = nn.Sequential(nn.Linear(3, 1))
+    x = torch.randn(50, 3)
+    with pytest.raises(ValueError, match="targets shaped like the model's outputs"):
+        llc.estimate_llc(model, (x, torch.randn(50)), **FAST)

@@ -78,6 +78,11 @@ class _Doubled(nn.Sequential):
         return 2 * super().forward(x)
 
 
+class _Reversed(nn.Sequential):
+    def __iter__(self):
+        return reversed(list(self._modules.values()))
+
+
 class _WithScale(nn.Sequential):
     def __init__(self):
         super().__init__(nn.Linear(3, 2))
@@ -88,7 +93,13 @@ def _no_plan_cases():
     shared = nn.Linear(3, 3)
     hooked = nn.Sequential(nn.Linear(3, 2))
     hooked.register_forward_hook(lambda m, i, o: o * 2)
+    patched = nn.Sequential(nn.Linear(3, 2))
+    patched[0].forward = lambda x: 2 * x[..., :2]
     return {
+        "in-place SiLU": nn.Sequential(nn.Linear(3, 4), nn.SiLU(inplace=True), nn.Linear(4, 2)),
+        "in-place LeakyReLU": nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(-0.5, inplace=True)),
+        "forward replaced on an instance": patched,
+        "overridden __iter__": _Reversed(nn.Linear(3, 3), nn.Linear(3, 2)),
         "overridden forward": _Doubled(nn.Linear(3, 2)),
         "parameter on container": _WithScale(),
         "shared layer": nn.Sequential(shared, nn.ReLU(), shared),
@@ -106,6 +117,21 @@ def test_other_models_take_the_generic_path(name):
     model = _no_plan_cases()[name]
     flat = FlatModel.from_module(model, device=torch.device("cpu"), dtype=torch.float32)
     assert mlp_plan(flat.module, flat.names, flat.frozen) is None
+
+
+@pytest.mark.parametrize("keys", [("1", "0", "2"), ("fc1", "act", "fc2")])
+def test_named_and_reordered_keys_match_generic_path(keys):
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    layers = [nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3)]
+    if keys[1] != "act":
+        layers = [nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)]
+    model = nn.Sequential(OrderedDict(zip(keys, layers))).double()
+    x, y = _data()
+    (g1, v1), (g2, v2) = _both(model, x, y, _mse)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-12)
 
 
 def test_refined_llc_of_an_mlp_takes_the_generic_path():

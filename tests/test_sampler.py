@@ -131,8 +131,15 @@ def test_preconditioned_mala_acceptance_matches_direct_density_computation():
         return 0.5 * (a * w * w).sum(-1)
 
     got = sampler.mala_log_acceptance(w0, w1, u(w0), u(w1), a * w0, a * w1, eps, g.expand(4, 3))
+    _compare_with_scipy(got, w0, w1, u, a, g, eps, np.diag((eps * g).numpy()))
+    # with a noise scale s the proposal covariance is ε G s² (same drift)
+    s = torch.tensor([0.9, 0.7, 1.0], dtype=torch.float64)
+    got = sampler.mala_log_acceptance(w0, w1, u(w0), u(w1), a * w0, a * w1, eps, g, s)
+    _compare_with_scipy(got, w0, w1, u, a, g, eps, np.diag((eps * g * s**2).numpy()))
+
+
+def _compare_with_scipy(got, w0, w1, u, a, g, eps, cov):
     for c in range(4):
-        cov = np.diag((eps * g).numpy())
         fwd = stats.multivariate_normal(mean=(w0[c] - 0.5 * eps * g * a * w0[c]).numpy(), cov=cov)
         bwd = stats.multivariate_normal(mean=(w1[c] - 0.5 * eps * g * a * w1[c]).numpy(), cov=cov)
         log_r = bwd.logpdf(w0[c].numpy()) - fwd.logpdf(w1[c].numpy()) + (u(w0[c]) - u(w1[c])).item()
