@@ -260,8 +260,13 @@ class ChainRunner:
         progress: bool = False,
         desc: str = "SGLD",
         check_every: int = 25,
+        stop_on_divergence: bool = False,
     ) -> tuple[sampler.SGLDState, Trace]:
-        """Advance all chains ``num_steps`` steps; return the new state and the per-step trace."""
+        """Advance all chains ``num_steps`` steps; return the new state and the per-step trace.
+
+        With ``stop_on_divergence`` the run ends at the first check that finds a diverged chain
+        (the trace is then shorter than ``num_steps``).
+        """
         rec_loss, rec_center, rec_acc = [], [], []
         mala_prev = None
         idx = None
@@ -322,12 +327,14 @@ class ChainRunner:
             self.steps_done += 1
             if (t + 1) % check_every == 0 or t + 1 == num_steps:
                 state = self._check_divergence(state, losses, losses - center_loss, config)
+                if stop_on_divergence and not bool(self.alive().all()):
+                    break
         # the last draw lives in a buffer that later steps refill: the returned state owns a copy
         state = replace(state, noise=state.noise.clone())
         loss, loss_c, acc = (torch.stack(r, dim=1) for r in (rec_loss, rec_center, rec_acc))
         dead = ~self.alive()
         if dead.any():  # values recorded after a chain diverged carry no information
-            first = self.steps_done - num_steps
+            first = self.steps_done - loss.shape[1]  # the run may have stopped early
             for c in torch.nonzero(dead).flatten().tolist():
                 start = max(0, self.diverged_at[c] - first - check_every)
                 loss[c, start:] = float("nan")

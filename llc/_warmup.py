@@ -182,19 +182,23 @@ def warmup(
     window: int = 100,
     min_windows: int = 8,
     max_windows: int = 100,
+    eps_cap: float = math.inf,
     gen: torch.Generator,
     progress: bool,
 ) -> WarmupResult:
-    """Run the warm-up (see the module docstring). With ``num_steps`` given, run exactly that."""
+    """Run the warm-up (see the module docstring). With ``num_steps`` given, run exactly that.
+
+    ``eps_cap`` bounds the adapted ε (a warm-up repeated after chains diverged in the draws).
+    """
     vecs = torch.randn(
         state.params.shape, generator=gen, device=state.params.device, dtype=state.params.dtype
     )
     if adapt_step:
         eps0, vecs = initial_step_size(runner, config, vecs, gen)
-        config = replace(config, step_size=eps0)
+        config = replace(config, step_size=min(eps0, eps_cap))
     step_sizes = [config.step_size]
     llc_parts, loss_parts = [], []
-    total, converged, restarts, eps_cap = 0, False, 0, math.inf
+    total, converged, restarts = 0, False, 0
     budget = num_steps if num_steps is not None else window * max_windows
     runner.track_grad_sq = adapt_metric
     spread: list[np.ndarray] = []  # ‖w − w*‖² per chain after each window

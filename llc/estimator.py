@@ -24,6 +24,7 @@ __all__ = ["estimate_llc"]
 _SAMPLERS = {"sgld": "identity", "rmsprop_sgld": "rmsprop"}
 DEFAULT_LOCALIZATION = 0.3
 DEFAULT_BATCH = 512
+MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge in the draws
 # work (chains · batch · d · steps) that caps the default warm-up and draws: about 20 s on
 # 2 CPU cores for d = 2000, 8 chains, batch 512
 WORK = 8e10
@@ -209,6 +210,12 @@ def estimate_llc(
     restores the stationary energy of quadratic directions (:mod:`llc.sampler`); ``h`` is capped
     at 0.5 and its mean is reported in ``config["minibatch_heating"]``.
 
+    Divergence: a chain that diverges in warm-up restarts at w* with ε halved. One that diverges
+    in the draws with an adapted ε has met a region stiffer than warm-up saw: the draws stop,
+    warm-up is repeated with ε at most half as large and the draws start afresh (at most
+    ``MAX_DRAW_RESTARTS`` = 3 times, counted in ``config["draw_restarts"]``). A chain that still
+    diverges is reported with a warning and left out; if every chain diverges, the call raises.
+
     References
     ----------
     .. [1] E. Lau, Z. Furman, G. Wang, D. Murfet, S. Wei, "The Local Learning Coefficient: A
@@ -295,33 +302,62 @@ def estimate_llc(
                 config,
             )
             work = WORK / (num_chains * runner.batch_size * flat.dim)  # steps per chain
-            warm = warmup(
-                runner,
-                state,
-                config,
-                adapt_step=step_size is None,
-                adapt_metric=precondition and sampler == "sgld",
-                compensate=compensate_noise,
-                num_steps=num_burnin,
-                max_windows=int(min(max(work, 2000), 10000)) // 100,
-                gen=aux,
-                progress=progress,
-            )
-            config = warm.config
             if max_draws is None:
                 max_draws = int(min(max(work, 4000), 25000))
-            draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
-            state, trace = runner.run(
-                warm.state, draws, config, progress=progress, desc="SGLD draws"
-            )
-            parts = [trace]
-            while num_draws is None and draws < max_draws and not _precise(parts, nbeta):
-                extra = min(draws, max_draws - draws)  # double until the MCSE target is met
-                state, trace = runner.run(
-                    state, extra, config, progress=progress, desc="SGLD draws"
+            adaptive = step_size is None and num_burnin is None
+            eps_cap, draw_restarts = math.inf, 0
+            while True:
+                warm = warmup(
+                    runner,
+                    state,
+                    config,
+                    adapt_step=step_size is None,
+                    adapt_metric=precondition and sampler == "sgld",
+                    compensate=compensate_noise,
+                    num_steps=num_burnin,
+                    max_windows=int(min(max(work, 2000), 10000)) // 100,
+                    eps_cap=eps_cap,
+                    gen=aux,
+                    progress=progress,
                 )
-                parts.append(trace)
-                draws += extra
+                config = warm.config
+                retry = adaptive and draw_restarts < MAX_DRAW_RESTARTS
+                draws = num_draws or choose_num_draws(warm, max_draws=max_draws)
+                state, trace = runner.run(
+                    warm.state,
+                    draws,
+                    config,
+                    progress=progress,
+                    desc="SGLD draws",
+                    stop_on_divergence=retry,
+                )
+                parts = [trace]
+                while (
+                    num_draws is None
+                    and draws < max_draws
+                    and bool(runner.alive().all() or not retry)
+                    and not _precise(parts, nbeta)
+                ):
+                    extra = min(draws, max_draws - draws)  # double until the MCSE target is met
+                    state, trace = runner.run(
+                        state,
+                        extra,
+                        config,
+                        progress=progress,
+                        desc="SGLD draws",
+                        stop_on_divergence=retry,
+                    )
+                    parts.append(trace)
+                    draws += extra
+                dead = [c for c, d in enumerate(runner.diverged_at) if d is not None]
+                if not (dead and retry):
+                    break
+                # A chain found a region stiffer than warm-up had seen, where ε is unstable:
+                # warm up again with ε at most half as large (dead chains restart at w*, as the
+                # runner left them) and draw afresh.
+                eps_cap = 0.5 * config.step_size
+                draw_restarts += 1
+                runner.revive(dead)
         finally:
             runner.close()
     loss_t, loss_c, log_acc = (
@@ -380,6 +416,7 @@ def estimate_llc(
             "num_burnin": "given" if num_burnin is not None else "until stationary",
             "warmup_converged": warm.converged,
             "warmup_restarts": warm.restarts,
+            "draw_restarts": draw_restarts,
             "minibatch_heating": warm.heating,
             "num_draws": "given"
             if num_draws is not None

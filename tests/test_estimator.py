@@ -258,3 +258,30 @@ def test_mse_targets_must_match_output_shape():
     x = torch.randn(50, 3)
     with pytest.raises(ValueError, match="targets shaped like the model's outputs"):
         llc.estimate_llc(model, (x, torch.randn(50)), **FAST)
+
+
+def test_divergence_in_the_draws_repeats_warmup_at_a_smaller_step(problem, monkeypatch):
+    # Simulate a warm-up that ended with far too large a step: the draws diverge, so the
+    # estimator warms up again with ε capped at half that step and draws afresh.
+    from dataclasses import replace
+
+    import llc.estimator as est
+
+    model, x, y = problem
+    calls = []
+    original = est.warmup
+
+    def too_large_first(*args, **kwargs):
+        warm = original(*args, **kwargs)
+        calls.append(kwargs["eps_cap"])
+        if len(calls) == 1:
+            bad = replace(warm.config, step_size=50 * warm.config.step_size)
+            return replace(warm, config=bad)
+        return warm
+
+    monkeypatch.setattr(est, "warmup", too_large_first)
+    res = llc.estimate_llc(model, (x, y), progress=False, num_chains=3, num_draws=400)
+    assert res.config["draw_restarts"] >= 1
+    assert np.isinf(calls[0]) and calls[1] < np.inf
+    assert not res.diverged.any() and np.isfinite(res.mean)
+    assert res.llc_trace.shape == (3, 400)
