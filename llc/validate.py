@@ -217,7 +217,10 @@ def plot_suite(rows: Sequence[SuiteRow], title: str = "LLC estimates against exa
     ex = [float(r.exact.value) for r in rows]
     est = [r.result.mean for r in rows]
     sd = [r.result.std for r in rows]
-    ax.errorbar(ex, est, yerr=sd, fmt="o", capsize=3)
+    ax.errorbar(ex, est, yerr=sd, fmt="o", capsize=3, label="λ̂ ± sd (chains)")
+    fin = [(x, r.finite_n) for r, x in zip(rows, ex) if r.finite_n == r.finite_n]
+    if fin:
+        ax.plot(*zip(*fin), "s", mfc="none", color="C3", label="exact finite-n λ_n")
     lo, hi = min(ex + est) * 0.8, max(ex + est) * 1.25
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="λ̂ = λ")
     ax.fill_between(

@@ -1,0 +1,39 @@
+"""The validation suite's plumbing: rows, the exact finite-n targets, the table and the figure."""
+
+import math
+
+import matplotlib
+
+from llc.validate import SuiteModel, format_table, plot_suite, run_suite
+
+matplotlib.use("Agg")
+
+
+def test_rows_carry_exact_finite_n_targets_and_render():
+    models = [SuiteModel("RRR 4-3-4 r1", (4, 3, 4), 1), SuiteModel("nc", k=(1, 2))]
+    rows = run_suite(models, n=500, num_burnin=100, num_draws=200, num_chains=2)
+    dln, nc = rows
+    assert dln.d == 24 and float(dln.exact.value) == 6.0
+    # Gibbs and quadrature targets: finite, positive and within the regular bound d/2
+    for row in rows:
+        assert math.isfinite(row.finite_n) and 0 < row.finite_n <= row.d / 2
+    assert abs(nc.finite_n - 0.25) < 0.1  # near λ = 1/4 already at n = 500
+    assert dln.rel_error_finite_n == (dln.result.mean - dln.finite_n) / dln.finite_n
+    table = format_table(rows)
+    assert "λ_n" in table and "against the exact finite-n target" in table
+    fig = plot_suite(rows)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "exact finite-n λ_n" in labels
+
+
+def test_finite_n_can_be_skipped():
+    rows = run_suite(
+        [SuiteModel("RRR 4-3-4 r1", (4, 3, 4), 1)],
+        n=300,
+        num_burnin=20,
+        num_draws=20,
+        num_chains=2,
+        finite_n=False,
+    )
+    assert math.isnan(rows[0].finite_n)
+    assert "against the exact finite-n target" not in format_table(rows)
