@@ -12,7 +12,6 @@ import math
 import warnings
 
 import torch
-from torch import nn
 
 import llc
 from llc.bounds import bounds
@@ -21,22 +20,10 @@ from theory.models import (
     DeepLinearNetwork,
     NormalCrossingModel,
     TanhUnit,
+    dead_unit_relu_net,
     normal_form_teacher,
     teacher_student_data,
 )
-
-
-def relu_dead():
-    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 1.0], [0.7, -0.2], [0.1, 0.4]]))
-        net[0].bias.copy_(torch.tensor([0.2, -0.1, -12.0, -15.0]))
-        net[2].weight.copy_(torch.tensor([[1.2, -0.8, 0.6, -0.9]]))
-        net[2].bias.fill_(0.3)
-    x = torch.randn(1000, 2, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        y = net(x) + 0.5 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(6))
-    return net, (x, y)
 
 
 def trained_dln(widths, rank, n=1000, seed=0):
@@ -92,7 +79,7 @@ def suite():
         {"localization": 4.0, "step_size": 1e-3},
     )
     yield ("tanh unit a·tanh(bx)", TanhUnit(), (x1, zeros), 0.5, {})
-    net, data = relu_dead()
+    net, data = dead_unit_relu_net()
     yield ("ReLU 2-4-1, 2 dead units", net, data, 3.5, {})
 
 

@@ -98,7 +98,7 @@ class _Layer:
     weight: slice  # columns of the flat (chain, D) parameters
     shape: tuple[int, int]  # (out, in)
     bias: slice | None
-    act: nn.Module  # applied after the affine map (the Linear itself when there is none)
+    act: nn.Module | None  # applied after the affine map; None for the identity
     d_act: Callable | None  # σ'(a, σ(a)); None for the identity
 
 
@@ -125,7 +125,7 @@ class MLPPlan:
                 else:
                     a = torch.baddbmm(w[:, layer.bias].unsqueeze(1), h, wl.transpose(1, 2))
                 saved.append((h, a))
-                h = a if layer.d_act is None else layer.act(a)
+                h = a if layer.act is None else layer.act(a)
             out = h.reshape(c, b, *x.shape[2:-1], h.shape[-1])
             values, g_out = loss_grad(out, y)
             g = g_out.reshape(h.shape)
@@ -217,7 +217,7 @@ def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan
             weight = offsets.get(f"{key}.weight")
             if weight is None or (child.bias is not None and bias is None):
                 return None
-            layers.append(_Layer(weight, tuple(child.weight.shape), bias, child, None))
+            layers.append(_Layer(weight, tuple(child.weight.shape), bias, None, None))
         elif type(child) is nn.Identity:
             continue
         elif type(child) in _ACTIVATIONS and not list(child.parameters()):

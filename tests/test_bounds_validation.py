@@ -7,25 +7,22 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 import llc
 from llc.bounds import bounds
 from theory.exact import deep_linear_network, reduced_rank_regression
-from theory.models import NormalCrossingModel, TanhUnit, normal_form_teacher, teacher_student_data
+from theory.models import (
+    NormalCrossingModel,
+    TanhUnit,
+    dead_unit_relu_net,
+    normal_form_teacher,
+    teacher_student_data,
+)
 
 
 def _relu_dead():
-    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 1.0], [0.7, -0.2], [0.1, 0.4]]))
-        net[0].bias.copy_(torch.tensor([0.2, -0.1, -12.0, -15.0]))
-        net[2].weight.copy_(torch.tensor([[1.2, -0.8, 0.6, -0.9]]))
-        net[2].bias.fill_(0.3)
-    x = torch.randn(1000, 2, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        y = net(x) + 0.5 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(6))
-    return net, (x, y), 3.5  # identifiable up to rescaling: λ = (d − k)/2 = rank/2
+    net, data = dead_unit_relu_net()
+    return net, data, 3.5  # identifiable up to rescaling: λ = (d − k)/2 = rank/2
 
 
 def _suite(name):

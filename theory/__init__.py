@@ -24,6 +24,7 @@ from .interaction import InteractionBasis, LayerBasis, interaction_basis
 from .models import (
     DeepLinearNetwork,
     NormalCrossingModel,
+    dead_unit_relu_net,
     normal_form_teacher,
     teacher_student_data,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "LayerBasis",
     "LearningCoefficient",
     "NormalCrossingModel",
+    "dead_unit_relu_net",
     "deep_linear_network",
     "dln_gibbs_llc",
     "exact",

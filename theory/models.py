@@ -23,6 +23,7 @@ __all__ = [
     "DeepLinearNetwork",
     "NormalCrossingModel",
     "TanhUnit",
+    "dead_unit_relu_net",
     "normal_form_teacher",
     "teacher_student_data",
 ]
@@ -183,3 +184,22 @@ class TanhUnit(nn.Module):
         from fractions import Fraction
 
         return LearningCoefficient(Fraction(1, 2), 2)
+
+
+def dead_unit_relu_net() -> tuple[nn.Sequential, tuple[torch.Tensor, torch.Tensor]]:
+    """A 2-4-1 ReLU net with two dead hidden units, and 1000 noisy samples from it.
+
+    Units 3 and 4 have biases −12 and −15, so they never fire on standard normal inputs: their
+    incoming weights and outgoing weights are free directions. With the live units identifiable
+    up to rescaling, ``λ = (d − k)/2 = 3.5`` (d = 17). Labels carry N(0, 0.5²) noise.
+    """
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 1.0], [0.7, -0.2], [0.1, 0.4]]))
+        net[0].bias.copy_(torch.tensor([0.2, -0.1, -12.0, -15.0]))
+        net[2].weight.copy_(torch.tensor([[1.2, -0.8, 0.6, -0.9]]))
+        net[2].bias.fill_(0.3)
+    x = torch.randn(1000, 2, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = net(x) + 0.5 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(6))
+    return net, (x, y)
