@@ -1,24 +1,41 @@
-"""LLC estimators: SGLD on stacked chains, diagnostics, and a validation suite.
+"""LLC estimators: a potential, sampling kernels, adaptation, observables and diagnostics.
 
 >>> import llc
 >>> result = llc.estimate_llc(model, (inputs, targets))  # doctest: +SKIP
 >>> print(result.summary())                                # doctest: +SKIP
+
+The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for one):
+
+- :class:`llc.Potential`: model, data and loss, built once (:mod:`llc.potential`);
+- :mod:`llc.kernels`: SGLD, RMSprop-SGLD and SGNHT as pure ``init``/``step`` functions;
+- :mod:`llc.adaptation`: warm-up rules as ``(init, update, final)`` parts, composed in
+  :mod:`llc.warmup`;
+- :mod:`llc.observables`: what the loop of :mod:`llc.sampling` records;
+- :mod:`llc.diagnostics`: R-hat, ESS and MCSE.
 """
 
-from . import bounds, diagnostics, sampler
+from . import adaptation, bounds, diagnostics, kernels, observables, sampling, warmup
 from .bounds import Bounds, hessian_bounds
-from .estimator import estimate_llc
+from .estimator import LLCSettings, estimate_llc
+from .kernels import get_kernel
+from .observables import ProbeLosses
+from .potential import Potential
 from .result import LLCResult
-from .sampler import SGLDConfig, SGLDState
 
 __all__ = [
     "Bounds",
     "LLCResult",
-    "SGLDConfig",
-    "SGLDState",
+    "LLCSettings",
+    "Potential",
+    "ProbeLosses",
+    "adaptation",
     "bounds",
     "diagnostics",
     "estimate_llc",
+    "get_kernel",
     "hessian_bounds",
-    "sampler",
+    "kernels",
+    "observables",
+    "sampling",
+    "warmup",
 ]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-__all__ = ["LossFn", "prepare_data", "resolve_loss", "resolve_objective"]
+__all__ = ["DIVERGENCES", "LossFn", "check_loss", "prepare_data", "resolve_loss"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -147,20 +147,21 @@ def prepare_data(
     return out[0], out[1]
 
 
-def resolve_objective(
-    loss: str | LossFn, divergence: str, data: object, *, device: torch.device, dtype: torch.dtype
-) -> tuple[LossFn, torch.Tensor, torch.Tensor | None, bool]:
-    """``(loss_fn, inputs, targets, behavioral)`` for a training or behavioral loss.
-
-    With ``loss="behavioral"`` the per-sample loss is the ``divergence`` ("mse" or "kl") from the
-    reference outputs, which the caller computes (targets are returned as given, possibly None).
-    """
-    behavioral = isinstance(loss, str) and loss == "behavioral"
-    if behavioral:
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}")
-        loss_fn = DIVERGENCES[divergence]
-    else:
-        loss_fn = resolve_loss(loss)
-    x, y = prepare_data(data, device=device, dtype=dtype, require_targets=not behavioral)
-    return loss_fn, x, y, behavioral
+def check_loss(loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Raise a ValueError naming ``loss`` unless it returns one differentiable value per sample."""
+    out = outputs.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        values = loss_fn(out, targets)
+        if not isinstance(values, torch.Tensor) or values.shape != (out.shape[0],):
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(
+                f"loss must return one value per sample, shape ({out.shape[0]},), got {got}"
+            )
+        if not values.requires_grad:
+            raise ValueError(
+                "loss must be differentiable in the model outputs (its value does not depend on "
+                "them through autograd: detached, integer-valued or constant?)"
+            )
+        (g,) = torch.autograd.grad(values.sum(), out, allow_unused=True)
+    if g is None:
+        raise ValueError("loss must be differentiable in the model outputs (gradient is None)")

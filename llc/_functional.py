@@ -62,7 +62,10 @@ class FlatModel:
         for name, b in module.named_buffers():
             frozen[name] = b.detach().to(device=device).clone()
         if not names:
-            raise ValueError("model has no parameters to sample (check `params=` or the model)")
+            raise ValueError(
+                "params selects no parameter of the model (check params=); the model has "
+                f"{[n for n, _ in module.named_parameters()]}"
+            )
         return cls(module, tuple(names), tuple(shapes), torch.cat(flat), frozen)
 
     @property
@@ -112,6 +115,14 @@ class FlatModel:
             return self.per_sample_loss(flat, x, y, loss).mean()
 
         return vmap(mean_loss, in_dims=(0, 0, 0), randomness="different")
+
+    def batched_per_sample_loss(self, loss: LossFn) -> Callable[..., torch.Tensor]:
+        """``(W, X, Y) -> per-sample losses (C, m)``: chains ``W: (C, D)``, shared ``X: (m, ...)``."""
+
+        def per_sample(flat, x, y):
+            return self.per_sample_loss(flat, x, y, loss)
+
+        return vmap(per_sample, in_dims=(0, None, None), randomness="different")
 
     def batched_value_and_grad(
         self, loss: LossFn, *, mlp_path: bool = True

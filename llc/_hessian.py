@@ -17,29 +17,9 @@ from torch.func import functional_call, hessian, jacrev, jvp, vjp, vmap
 from ._data import LossFn
 from ._functional import FlatModel
 
-__all__ = ["Curvature", "check_loss", "lanczos_spectrum"]
+__all__ = ["Curvature", "default_rtol", "lanczos_spectrum"]
 
 CHUNK = 256  # samples per Jacobian block
-
-
-def check_loss(loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-    """Raise a ValueError naming ``loss`` unless it returns one differentiable value per sample."""
-    out = outputs.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        values = loss_fn(out, targets)
-        if not isinstance(values, torch.Tensor) or values.shape != (out.shape[0],):
-            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise ValueError(
-                f"loss must return one value per sample, shape ({out.shape[0]},), got {got}"
-            )
-        if not values.requires_grad:
-            raise ValueError(
-                "loss must be differentiable in the model outputs (its value does not depend on "
-                "them through autograd: detached, integer-valued or constant?)"
-            )
-        (g,) = torch.autograd.grad(values.sum(), out, allow_unused=True)
-    if g is None:
-        raise ValueError("loss must be differentiable in the model outputs (gradient is None)")
 
 
 class Curvature:

@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._data import prepare_data, resolve_objective
-from ._functional import FlatModel
-from ._hessian import Curvature, check_loss, default_rtol, lanczos_spectrum
-from .estimator import _selector
+from ._data import prepare_data
+from ._hessian import Curvature, default_rtol, lanczos_spectrum
+from .potential import Potential, selected_parameters
 
 __all__ = ["Bounds", "bounds", "dimension_bound", "hessian_bounds", "symmetry_bound"]
 
@@ -130,15 +129,6 @@ class Bounds:
         return fig
 
 
-def _flat(model: nn.Module, params, dtype: torch.dtype) -> FlatModel:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    first = next(iter(model.parameters()), None)
-    if first is None:
-        raise ValueError("model has no parameters")
-    return FlatModel.from_module(model, select=_selector(params), device=first.device, dtype=dtype)
-
-
 def dimension_bound(model: nn.Module, *, params=None) -> Bounds:
     """``0 ≤ λ ≤ d/2``, d the number of (selected) parameters.
 
@@ -148,7 +138,7 @@ def dimension_bound(model: nn.Module, *, params=None) -> Bounds:
     params : optional
         As in :func:`llc.estimate_llc` (weight-refined LLC): count only these parameters.
     """
-    d = _flat(model, params, torch.float32).dim
+    d = sum(p.numel() for _, p in selected_parameters(model, params))
     return Bounds(0.0, d / 2, "dimension", "dimension", d, config={"method": "dimension"})
 
 
@@ -238,17 +228,11 @@ def hessian_bounds(
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
     if isinstance(max_dense, bool) or not isinstance(max_dense, int) or max_dense < 1:
         raise ValueError(f"max_dense must be a positive integer, got {max_dense!r}")
-    flat = _flat(model, params, dtype)
-    loss_fn, x, y, behavioral = resolve_objective(
-        loss, divergence, data, device=flat.center.device, dtype=dtype
-    )
-    with torch.no_grad():
-        if behavioral:
-            y = flat.forward(flat.center, x)
-        check_loss(loss_fn, flat.forward(flat.center, x[:8]), y[:8])
-    n, d = x.shape[0], flat.dim
+    pot = Potential(model, data, loss=loss, params=params, divergence=divergence, dtype=dtype)
+    flat = pot.flat_model
+    n, d = pot.n, pot.dim
     rtol = default_rtol(n, dtype, d) if rtol is None else float(rtol)
-    curv = Curvature(flat, x, y, loss_fn)
+    curv = Curvature(flat, pot.inputs, pot.targets, pot.loss_fn)
     if d <= max_dense:
         mat = curv.dense(method)
         spectrum = torch.linalg.eigvalsh(mat).cpu().double().numpy()

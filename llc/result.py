@@ -44,6 +44,11 @@ class LLCResult:
         ``nβ (L_B − L_B(w*))`` during warm-up, kept to show equilibration.
     config : dict
         Every setting of the call and how each default was chosen.
+    observables : dict
+        The values of the observables passed to :func:`llc.estimate_llc`, by name, over the
+        kept draws.
+    mala_trace : ndarray, shape (chain, draw), or None
+        The MALA acceptance probability of each paired step (NaN between pairs).
     """
 
     mean: float
@@ -68,6 +73,8 @@ class LLCResult:
     diverged: np.ndarray
     warmup_llc: np.ndarray
     config: dict = field(default_factory=dict)
+    observables: dict = field(default_factory=dict)
+    mala_trace: np.ndarray | None = None
 
     def summary(self) -> str:
         """A short text report of the estimate and its diagnostics."""
@@ -88,6 +95,55 @@ class LLCResult:
         if self.r_hat > 1.01:
             lines.append("  warning: R-hat > 1.01, chains disagree; run longer (num_draws).")
         return "\n".join(lines)
+
+    def to_datatree(self):
+        """The draws in ArviZ's labelled form, an :class:`xarray.DataTree`.
+
+        Groups: ``posterior`` with ``llc`` and ``loss`` of dims ``(chain, draw)``;
+        ``sample_stats`` with ``mala_acceptance`` ``(chain, draw)`` and ``diverged`` ``(chain,)``;
+        ``warmup_posterior`` with the warm-up trace ``llc`` ``(chain, draw)``. Trace-shaped
+        observables join ``posterior``. ``attrs`` hold λ̂, its errors and the settings, so
+        ``arviz.summary(tree)`` and ArviZ's plots work on it.
+        """
+        import xarray as xr
+
+        def group(arrays: dict) -> xr.Dataset:
+            return xr.Dataset(
+                {
+                    k: (("chain", "draw"), v)
+                    if np.ndim(v) == 2
+                    else (("chain",), v)
+                    for k, v in arrays.items()
+                },
+                coords={"chain": np.arange(self.num_chains)},
+            )
+
+        posterior = {"llc": self.llc_trace, "loss": self.loss_trace}
+        for name, value in self.observables.items():
+            if isinstance(value, np.ndarray) and value.shape == self.llc_trace.shape:
+                posterior[name] = value
+        stats = {"diverged": self.diverged}
+        if self.mala_trace is not None:
+            stats["mala_acceptance"] = self.mala_trace
+        attrs = {
+            "llc_mean": self.mean,
+            "llc_std": self.std,
+            "llc_mcse": self.mcse,
+            "r_hat": self.r_hat,
+            "ess": self.ess,
+            "nbeta": self.nbeta,
+            "step_size": self.step_size,
+            "localization": self.localization,
+            "sampler": self.sampler,
+            "scheme": self.scheme,
+        }
+        return xr.DataTree.from_dict(
+            {
+                "posterior": group(posterior),
+                "sample_stats": group(stats),
+                "warmup_posterior": group({"llc": self.warmup_llc}),
+            }
+        ).assign_attrs(attrs)
 
     def __str__(self) -> str:
         return self.summary()

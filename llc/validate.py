@@ -25,9 +25,12 @@ import torch
 from torch import nn
 
 from theory.exact import LearningCoefficient
+from theory.free_energy import localized_llc
+from theory.gibbs import dln_gibbs_llc
 from theory.models import NormalCrossingModel, normal_form_teacher, teacher_student_data
 
 from .estimator import estimate_llc
+from .potential import Potential
 from .result import LLCResult
 
 __all__ = ["SUITE", "SuiteModel", "SuiteRow", "build", "format_table", "plot_suite", "run_suite"]
@@ -80,11 +83,8 @@ def finite_n_target(
     spec: SuiteModel, model: nn.Module, data, result: LLCResult, *, seed: int = 0
 ) -> float:
     """The exact finite-n target of ``result``: Gibbs sampling (DLN, RRR) or quadrature (NC)."""
-    from theory.free_energy import localized_llc, potential_from_model
-    from theory.gibbs import dln_gibbs_llc
-
     if spec.k:
-        pot = potential_from_model(model, data)
+        pot = Potential(model, data, dtype=torch.float64).excess_loss()
         return localized_llc(pot, result.nbeta, localization=result.localization)
     ref = dln_gibbs_llc(
         model,

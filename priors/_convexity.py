@@ -1,19 +1,22 @@
-"""Convexity region of a penalty (where ``pen'' ≥ 0``) and a convexity decision."""
+"""Convexity region of a penalty (where ``pen'' ≥ 0``) and a convexity decision.
+
+Works on the penalty's expression, variable and support; :class:`priors.Penalty` calls these
+(and reduces radial joint penalties ``f(‖a‖)`` to their profile ``f``).
+"""
 
 from __future__ import annotations
 
 import sympy as sp
 
-from .penalty import Penalty, branch
+from ._symbolic import branch
 
-__all__ = ["convexity_region", "is_convex"]
+__all__ = ["convexity_region", "is_convex", "is_convex_radial"]
 
 _Y = sp.Symbol("y_", positive=True)
 _POS = sp.Interval.open(0, sp.oo)
 
 
-def _signs(pen: Penalty) -> tuple[int, ...] | None:
-    sup = pen.support
+def _signs(sup: sp.Set) -> tuple[int, ...] | None:
     if sup == sp.Reals:
         return (1, -1)
     if isinstance(sup, sp.Interval) and sup.inf == 0 and sup.sup is sp.oo:
@@ -60,18 +63,14 @@ def _mirror(region: sp.Set) -> sp.Set:
     return sp.imageset(sp.Lambda(_Y, -_Y), region)
 
 
-def convexity_region(pen: Penalty) -> sp.Set | None:
-    if pen.dim > 1:
-        from .joint import radial_profile
-
-        prof = radial_profile(pen)
-        return None if prof is None else convexity_region(prof)
-    signs = _signs(pen)
+def convexity_region(expr: sp.Expr, var: sp.Symbol, support: sp.Set) -> sp.Set | None:
+    """Set of ``var`` (off the kink at 0) where ``expr'' ≥ 0``; None if sympy cannot tell."""
+    signs = _signs(support)
     if signs is None:
         return None
     out = sp.S.EmptySet
     for s in signs:
-        g = branch(pen.expr, pen.var, s)
+        g = branch(expr, var, s)
         if g.has(sp.Piecewise):
             return None
         reg = _branch_region(g)
@@ -83,24 +82,20 @@ def convexity_region(pen: Penalty) -> sp.Set | None:
     return out
 
 
-def is_convex(pen: Penalty) -> bool | None:
-    if pen.dim > 1:
-        if "exclusive" in pen.meta:
-            return False  # the indicator of {||a||_0 <= 1} is not convex
-        from .joint import radial_profile
+def is_convex_radial(f: sp.Expr, r: sp.Symbol) -> bool | None:
+    """Whether ``f(‖a‖)`` is convex, from its profile ``f`` on ``r ≥ 0`` (None: undecided)."""
+    # f(||a||) is convex when f is convex and non-decreasing on [0, oo)
+    c = is_convex(f, r, sp.Interval(0, sp.oo))
+    if not c:
+        return c
+    right = sp.limit(sp.diff(f, r), r, 0, "+")
+    return bool(right >= 0) if right.is_number else None
 
-        prof = radial_profile(pen)
-        if prof is None:
-            return None
-        # f(||a||) is convex when f is convex and non-decreasing on [0, oo)
-        c = is_convex(prof)
-        if not c:
-            return c
-        g1 = sp.diff(prof.expr, prof.var)
-        right = sp.limit(g1, prof.var, 0, "+")
-        return bool(right >= 0) if right.is_number else None
-    signs = _signs(pen)
-    region = convexity_region(pen)
+
+def is_convex(expr: sp.Expr, var: sp.Symbol, support: sp.Set) -> bool | None:
+    """True/False when decided, None when sympy cannot decide (symbolic parameters)."""
+    signs = _signs(support)
+    region = convexity_region(expr, var, support)
     if signs is None or region is None:
         return None
     interior = sp.Interval.open(0, sp.oo) if signs == (1,) else sp.Union(
@@ -108,17 +103,17 @@ def is_convex(pen: Penalty) -> bool | None:
     missing = sp.Complement(interior, region)
     if missing is not sp.S.EmptySet:
         return False if missing.is_empty is False else None
-    if 0 not in pen.support:
+    if 0 not in support:
         return True  # open at 0: +inf outside the support keeps the function convex
     # at the kink x = 0: continuity and left derivative <= right derivative
-    p0 = pen.expr.subs(pen.var, 0)
-    gp = branch(pen.expr, pen.var, 1)
+    p0 = expr.subs(var, 0)
+    gp = branch(expr, var, 1)
     try:
         right_val = sp.limit(gp, _Y, 0, "+")
         if not (right_val.is_finite and sp.simplify(right_val - p0) == 0):
             return False
         if signs == (1, -1):
-            gm = branch(pen.expr, pen.var, -1)
+            gm = branch(expr, var, -1)
             if sp.simplify(sp.limit(gm, _Y, 0, "+") - p0) != 0:
                 return False
             d_right = sp.limit(sp.diff(gp, _Y), _Y, 0, "+")

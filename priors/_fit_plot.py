@@ -1,4 +1,8 @@
-"""Text table and histogram plot of a :class:`priors.fit.FitReport` (private helper)."""
+"""Text table and histogram plot of a :class:`priors.fit.FitReport` (private helper).
+
+The report is read through its attributes only: :mod:`priors.fit` imports this module
+(``FitReport.summary`` and ``.plot``), so it does not import the class back.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from priors.fit import FitReport
 
 
 def _fmt(v: float, width: int = 10, digits: int = 1) -> str:
@@ -23,7 +25,7 @@ def _params(params: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in params.items())
 
 
-def summary(report: FitReport) -> str:
+def summary(report: Any) -> str:
     """Ranked table: family, k, logL, AIC, ΔAIC, BIC, ΔBIC, GOF statistic and p, params."""
     r = report
     lines = [
@@ -53,7 +55,7 @@ def summary(report: FitReport) -> str:
     return "\n".join(lines)
 
 
-def plot(report: FitReport, top: int = 4, ax: Any = None) -> Figure:
+def plot(report: Any, top: int = 4, ax: Any = None) -> Figure:
     """Density histogram (log y) of the (non-zero) samples with fitted densities overlaid.
 
     For a hurdle the histogram and the curves are those of the continuous part, π·f, so

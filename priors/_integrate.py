@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 from scipy import integrate
 
-from .prior import NUMPY_MODULES, ImproperPriorError
+from ._symbolic import NUMPY_MODULES, ImproperPriorError
 
 __all__ = ["divergence_reason", "half_line_pieces", "normalizer"]
 

@@ -7,12 +7,13 @@ documented by scipy.stats.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
-from .prior import Prior, to_sympy_number
+from ._symbolic import to_sympy_number
 
-__all__ = ["SCIPY_FAMILIES", "from_scipy"]
+__all__ = ["SCIPY_FAMILIES", "scipy_fields"]
 
 _X = sp.Symbol("x_", real=True)
 _A = sp.Symbol("a", real=True)
@@ -58,8 +59,11 @@ SCIPY_FAMILIES: dict[str, tuple[tuple[str, ...], _Builder, sp.Set]] = {
 }
 
 
-def from_scipy(name: str, **params: float) -> Prior:
-    """See :meth:`priors.Prior.from_scipy`."""
+def scipy_fields(name: str, **params: float) -> dict[str, Any]:
+    """The fields of :meth:`priors.Prior.from_scipy`'s prior (``Prior(**fields)``).
+
+    Fields rather than a Prior: :mod:`priors.prior` builds on this module.
+    """
     if not isinstance(name, str) or name not in SCIPY_FAMILIES:
         raise ValueError(
             f"unknown scipy.stats family {name!r}; supported: {', '.join(sorted(SCIPY_FAMILIES))}"
@@ -89,7 +93,7 @@ def from_scipy(name: str, **params: float) -> Prior:
     if name == "genpareto":
         c = shape_vals["c"]
         if c == 0:
-            return from_scipy("expon", loc=float(loc), scale=float(scale))
+            return scipy_fields("expon", loc=float(loc), scale=float(scale))
         if c < 0:
             support = sp.Interval(0, -1 / c)
     std = build(**shape_vals)
@@ -103,5 +107,5 @@ def from_scipy(name: str, **params: float) -> Prior:
         )
     meta = {"scipy_name": name, "scipy_params": {**{k: float(v) for k, v in shape_vals.items()},
                                                  "loc": float(loc), "scale": float(scale)}}
-    return Prior(density=density, var=_A, support=support, params=(), name=f"scipy.{name}",
-                 meta=meta)
+    return {"density": density, "var": _A, "support": support, "params": (),
+            "name": f"scipy.{name}", "meta": meta}

@@ -33,7 +33,8 @@ from typing import Any
 
 import sympy as sp
 
-from .prior import ImproperPriorError, Prior, _check_param_value, param_symbol, to_sympy_number
+from ._symbolic import ImproperPriorError, check_param_value, param_symbol, to_sympy_number
+from .prior import Prior
 
 __all__ = ["CATALOG", "get", "spike_and_slab"]
 
@@ -53,7 +54,7 @@ def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
         raise TypeError(f"parameter {name}: {err}") from None
     except ValueError as err:
         raise ValueError(f"parameter {name}: {err}") from None
-    _check_param_value(sym, val)
+    check_param_value(sym, val)
     if lower is not None and val.is_number and not val > lower:
         raise ImproperPriorError(
             f"parameter {name}: the prior is proper only for {name} > {lower}, got {raw}"

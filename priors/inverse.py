@@ -13,8 +13,9 @@ from typing import Any
 import sympy as sp
 
 from ._integrate import _Y, _integrate_half_line, divergence_reason, half_line_pieces, normalizer
-from .penalty import Penalty
-from .prior import ImproperPriorError, Prior
+from ._symbolic import ImproperPriorError
+from .penalty import Penalty, R, radial_profile
+from .prior import Prior
 
 __all__ = ["exp_neg", "prior_from_penalty"]
 
@@ -110,8 +111,6 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
 
 def _joint_prior(pen: Penalty, name: str) -> Prior:
     """Radial joint penalties: ``Z = S_{d−1} ∫_0^∞ r^{d−1} e^{−f(r)} dr``."""
-    from .joint import R, radial_profile
-
     prof = radial_profile(pen)
     if prof is None:
         raise NotImplementedError(

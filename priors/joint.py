@@ -22,15 +22,13 @@ from typing import Any
 
 import sympy as sp
 
+from ._symbolic import param_symbol, to_sympy_number
 from .catalog import get
-from .penalty import Penalty, penalty
-from .prior import Prior, param_symbol, to_sympy_number
+from .penalty import R_PLUS, Penalty, R, penalty, radial_profile
+from .prior import Prior
 
 __all__ = ["group_laplace", "multivariate_t", "mutually_exclusive", "radial_profile",
            "scale_mixture"]
-
-R = sp.Symbol("r", positive=True)
-R_PLUS = sp.Interval(0, sp.oo)
 
 
 def _vars(d: int) -> tuple[sp.Symbol, ...]:
@@ -134,22 +132,6 @@ def mutually_exclusive(d: int, pi: float | None = None, slab: Prior | str = "gau
                   meta={"penalty": pen, "slab": slab, "pi": w})
     object.__setattr__(pen, "prior", prior)
     return prior
-
-
-def radial_profile(pen: Penalty) -> Penalty | None:
-    """``f`` with ``pen(a) = f(‖a‖₂)`` if the joint penalty is radial, else None."""
-    if pen.dim == 1:
-        return None
-    if "radial" in pen.meta:
-        return pen.meta["radial"]
-    vs = pen.vars
-    f = pen.expr.subs({vs[0]: R, **{v: 0 for v in vs[1:]}})
-    back = f.subs(R, sp.sqrt(sum(v**2 for v in vs)))
-    try:
-        same = sp.simplify(pen.expr - back) == 0
-    except (TypeError, ValueError):  # pragma: no cover
-        same = False
-    return Penalty(f, R, R_PLUS, None, True) if same else None
 
 
 _KERNELS = {

@@ -24,12 +24,15 @@ from typing import Any
 
 import sympy as sp
 
+from . import _convexity
+from ._symbolic import NUMPY_MODULES, as_support, as_vars, branch, real_var, to_sympy_number
 from ._torch_compile import compile_torch
-from .prior import NUMPY_MODULES, Prior, _as_vars, _real_var, as_support, to_sympy_number
 
-__all__ = ["Penalty", "branch", "penalty", "split_constant"]
+__all__ = ["Penalty", "branch", "penalty", "radial_profile", "split_constant"]
 
-_Y = sp.Symbol("y_", positive=True)
+#: the radius ``‖a‖₂`` of a radial joint penalty ``f(‖a‖₂)`` and its range
+R = sp.Symbol("r", positive=True)
+R_PLUS = sp.Interval(0, sp.oo)
 
 
 def split_constant(expr: sp.Expr, vars_) -> tuple[sp.Expr, sp.Expr]:
@@ -41,11 +44,6 @@ def split_constant(expr: sp.Expr, vars_) -> tuple[sp.Expr, sp.Expr]:
         else:
             const += term
     return dep, const
-
-
-def branch(expr: sp.Expr, var: sp.Symbol, sign: int) -> sp.Expr:
-    """``expr`` on the branch ``var = sign·y`` with ``y > 0`` (so that |var| and sign simplify)."""
-    return sp.piecewise_fold(expr.subs(var, sign * _Y))
 
 
 def _is_finite_number(e: sp.Expr) -> bool:
@@ -71,6 +69,12 @@ class Penalty:
         Where the penalty is finite; the indicator ``ι_support`` is implied.
     log_normalizer : sympy.Expr, optional
         ``log ∫ exp(−pen)``, the constant dropped from ``−log p`` (None if unknown).
+    zero_at_zero : bool, optional
+        Whether ``pen(0) = 0`` (worked out for univariate penalties when not given).
+    prior : Prior, optional
+        The prior the penalty was derived from, if any.
+    meta : dict
+        Family-specific information (e.g. ``radial`` profile, spike-and-slab parts).
 
     Notes
     -----
@@ -82,12 +86,13 @@ class Penalty:
     support: Any = "real"
     log_normalizer: Any = None
     zero_at_zero: bool | None = None
-    prior: Prior | None = None
+    # a Prior, not annotated as one: priors.prior imports this module (Prior.penalty)
+    prior: Any = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        vs = _as_vars(self.var)
-        rv = tuple(_real_var(v) for v in vs)
+        vs = as_vars(self.var)
+        rv = tuple(real_var(v) for v in vs)
         expr = sp.sympify(self.expr).subs(dict(zip(vs, rv)))
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "var", rv[0] if len(rv) == 1 else rv)
@@ -101,7 +106,7 @@ class Penalty:
     # ------------------------------------------------------------------ structure
     @property
     def vars(self) -> tuple[sp.Symbol, ...]:
-        return _as_vars(self.var)
+        return as_vars(self.var)
 
     @property
     def dim(self) -> int:
@@ -186,16 +191,20 @@ class Penalty:
         For joint penalties this is only available for radial ones (``pen = f(‖a‖)``) and
         is returned as the set of radii where ``f`` is convex.
         """
-        from ._convexity import convexity_region
-
-        return convexity_region(self)
+        if self.dim > 1:
+            prof = radial_profile(self)
+            return None if prof is None else prof.convexity_region()
+        return _convexity.convexity_region(self.expr, self.var, self.support)
 
     @property
     def is_convex(self) -> bool | None:
         """True/False when decided, None when sympy cannot decide (symbolic parameters)."""
-        from ._convexity import is_convex
-
-        return is_convex(self)
+        if self.dim > 1:
+            if "exclusive" in self.meta:
+                return False  # the indicator of {||a||_0 <= 1} is not convex
+            prof = radial_profile(self)
+            return None if prof is None else _convexity.is_convex_radial(prof.expr, prof.var)
+        return _convexity.is_convex(self.expr, self.var, self.support)
 
     # ------------------------------------------------------------------ printing
     def latex(self) -> str:
@@ -384,8 +393,23 @@ def _compile_penalty(pen: Penalty) -> Callable:
     return f
 
 
+def radial_profile(pen: Penalty) -> Penalty | None:
+    """``f`` with ``pen(a) = f(‖a‖₂)`` if the joint penalty is radial, else None."""
+    if pen.dim == 1:
+        return None
+    if "radial" in pen.meta:
+        return pen.meta["radial"]
+    vs = pen.vars
+    f = pen.expr.subs({vs[0]: R, **{v: 0 for v in vs[1:]}})
+    back = f.subs(R, sp.sqrt(sum(v**2 for v in vs)))
+    try:
+        same = sp.simplify(pen.expr - back) == 0
+    except (TypeError, ValueError):  # pragma: no cover
+        same = False
+    return Penalty(f, R, R_PLUS, None, True) if same else None
 
-def penalty(prior: Prior) -> Penalty:
+
+def penalty(prior: Any) -> Penalty:
     r"""The penalty ``−log p`` of a prior, shifted so that ``pen(0) = 0`` where ``p(0)`` is finite.
 
     Parameters
@@ -408,7 +432,8 @@ def penalty(prior: Prior) -> Penalty:
     >>> priors.penalty(priors.get("laplace", b=2)).expr
     Abs(a)/2
     """
-    if not isinstance(prior, Prior):
+    # duck-typed: priors.prior imports this module (Prior.penalty), so Prior is not imported here
+    if not all(hasattr(prior, k) for k in ("density", "vars", "support", "atom", "meta")):
         raise TypeError(f"prior: expected a priors.Prior, got {type(prior).__name__}")
     return _penalty(prior)
 
@@ -425,7 +450,7 @@ def _simplify_dep(dep: sp.Expr) -> sp.Expr:
 
 
 @lru_cache(maxsize=512)  # Prior hashes by identity
-def _penalty(prior: Prior) -> Penalty:
+def _penalty(prior: Any) -> Penalty:
     vars_ = prior.vars
     if "penalty" in prior.meta:  # joint priors give their penalty directly
         return prior.meta["penalty"]
@@ -442,8 +467,8 @@ def _penalty(prior: Prior) -> Penalty:
             l0 = sp.Float(l0.evalf(17), 17)  # fitted (float) parameters: one number
         slab_pen = sp.simplify(dep - d0)
         expr = sp.Piecewise((0, sp.Eq(a, 0)), (slab_pen + l0, True))
-        slab = prior.meta.get("slab")
-        slab_support = slab.support if isinstance(slab, Prior) else prior.support
+        slab = prior.meta.get("slab")  # the slab Prior of spike_and_slab
+        slab_support = prior.support if slab is None else slab.support
         # the atom puts mass at exactly 0: 0 is in the support whatever the slab's support
         support = sp.Union(slab_support, sp.FiniteSet(0))
         meta = {"l0_weight": l0, "slab_penalty": slab_pen, "slab_support": slab_support}

@@ -13,77 +13,24 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ._integrate import normalizer
+from ._scipy_families import scipy_fields
+from ._symbolic import (
+    NUMPY_MODULES,
+    PARAM_LATEX,
+    ImproperPriorError,
+    as_support,
+    as_vars,
+    check_param_value,
+    param_symbol,
+    real_var,
+    to_sympy_number,
+)
+from .penalty import penalty as _penalty
+
+# ImproperPriorError, as_support, param_symbol, to_sympy_number: shared with penalties, so defined
+# in _symbolic (below both) and re-exported here
 __all__ = ["ImproperPriorError", "Prior", "as_support", "param_symbol", "to_sympy_number"]
-
-
-def _expint_np(n, z):
-    from scipy import special
-
-    return special.expn(n, z)
-
-
-#: lambdify modules for numpy evaluation (scipy's printer does not know ``expint``)
-NUMPY_MODULES = [{"expint": _expint_np}, "scipy", "numpy"]
-
-
-class ImproperPriorError(ValueError):
-    """Raised when a density (or ``exp(-penalty)``) does not integrate to a finite value."""
-
-
-#: assumptions of the named parameters used by the catalog and :meth:`Prior.from_scipy`
-_PARAM_ASSUMPTIONS: dict[str, dict[str, bool]] = {
-    "mu": {"real": True},
-    "loc": {"real": True},
-}
-
-_PARAM_LATEX = {"pi": "varpi", "lam": "lambda", "lambda": "lambda"}
-
-
-def param_symbol(name: str) -> sp.Symbol:
-    """The sympy symbol of a named parameter, with its assumptions (positive unless a location).
-
-    The weight ``pi`` of spike-and-slab is printed as ``varpi`` to keep it apart from the constant.
-    """
-    assumptions = _PARAM_ASSUMPTIONS.get(name, {"positive": True})
-    return sp.Symbol(_PARAM_LATEX.get(name, name), **assumptions)
-
-
-def as_support(support: Any, dim: int = 1) -> sp.Set:
-    """Convert ``"real"``, ``"positive"``/``"nonnegative"`` or a sympy Set into a sympy Set.
-
-    For ``dim > 1`` a string gives the product set (e.g. ``Reals**dim``).
-    """
-    if isinstance(support, sp.Set):
-        return support
-    if not isinstance(support, str):
-        raise TypeError(
-            f"support: expected 'real', 'positive', 'nonnegative' or a sympy Set, got {support!r}"
-        )
-    key = support.lower()
-    if key in ("real", "reals", "r"):
-        base = sp.Reals
-    elif key in ("positive", "nonnegative", "r+", "halfline"):
-        base = sp.Interval(0, sp.oo)
-    else:
-        raise ValueError(
-            "support: expected 'real', 'positive' or 'nonnegative' (or a sympy Set), "
-            f"got {support!r}"
-        )
-    return base if dim == 1 else sp.ProductSet(*([base] * dim))
-
-
-def _as_vars(var: Any) -> tuple[sp.Symbol, ...]:
-    vs = tuple(var) if isinstance(var, (tuple, list)) else (var,)
-    for v in vs:
-        if not isinstance(v, sp.Symbol):
-            raise TypeError(f"var: expected a sympy Symbol or a tuple of Symbols, got {v!r}")
-    if len(set(vs)) != len(vs):
-        raise ValueError(f"var: variables must be distinct, got {vs}")
-    return vs
-
-
-def _real_var(v: sp.Symbol) -> sp.Symbol:
-    return v if v.is_real else sp.Symbol(v.name, real=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +73,7 @@ class Prior:
     @property
     def vars(self) -> tuple[sp.Symbol, ...]:
         """The variables as a tuple (length 1 for univariate priors)."""
-        return _as_vars(self.var)
+        return as_vars(self.var)
 
     @property
     def dim(self) -> int:
@@ -143,7 +90,7 @@ class Prior:
     def subs(self, **values: float) -> Prior:
         """Substitute numeric values for parameters given by name (e.g. ``nu=3``)."""
         by_name = {s.name: s for s in self.free_params}
-        for alias, target in _PARAM_LATEX.items():
+        for alias, target in PARAM_LATEX.items():
             if alias in values and target in by_name:
                 values[target] = values.pop(alias)
         unknown = set(values) - set(by_name)
@@ -156,7 +103,7 @@ class Prior:
         for k, v in values.items():
             s = by_name[k]
             val = to_sympy_number(v) if not isinstance(v, sp.Basic) else v
-            _check_param_value(s, val)
+            check_param_value(s, val)
             mapping[s] = val
         meta = dict(self.meta)
         for key in ("radial", "penalty", "slab"):
@@ -198,9 +145,7 @@ class Prior:
 
     def penalty(self):
         """Shortcut for :func:`priors.penalty`."""
-        from .penalty import penalty
-
-        return penalty(self)
+        return _penalty(self)
 
     def __repr__(self) -> str:
         atom = "" if self.atom is None else f", atom={self.atom}"
@@ -236,17 +181,15 @@ class Prior:
         ImproperPriorError
             If it does not integrate to a finite, positive value.
         """
-        vs = _as_vars(var)
+        vs = as_vars(var)
         expr = sp.sympify(expr)
-        rv = tuple(_real_var(v) for v in vs)
+        rv = tuple(real_var(v) for v in vs)
         expr = expr.subs(dict(zip(vs, rv)))
         sup = as_support(support, len(rv))
         _check_nonnegative(expr, rv, sup)
         params = tuple(sorted(expr.free_symbols - set(rv), key=lambda s: s.name))
         var_out = rv[0] if len(rv) == 1 else rv
         if normalize:
-            from ._integrate import normalizer
-
             z, cond = normalizer(expr, rv, sup)
             if cond is not sp.true and cond != sp.true:
                 meta = {"normalizable_if": cond}
@@ -266,36 +209,7 @@ class Prior:
         >>> Prior.from_scipy("t", df=3, scale=0.5)            # doctest: +SKIP
         >>> Prior.from_scipy("gennorm", beta=0.7, scale=2.0)   # doctest: +SKIP
         """
-        from ._scipy_families import from_scipy
-
-        return from_scipy(name, **params)
-
-
-def to_sympy_number(x: Any) -> sp.Expr:
-    """An int/float as an exact Rational when it is one with a small denominator, else a Float."""
-    if isinstance(x, sp.Expr):
-        return x
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise TypeError(f"expected a number, got {x!r}")
-    if isinstance(x, (int, np.integer)):
-        return sp.Integer(int(x))
-    from fractions import Fraction
-
-    x = float(x)
-    if not np.isfinite(x):
-        raise ValueError(f"expected a finite number, got {x}")
-    fr = Fraction(x).limit_denominator(1000)
-    if float(fr) == x:
-        return sp.Rational(fr.numerator, fr.denominator)
-    return sp.Float(x, 17)
-
-
-def _check_param_value(sym: sp.Symbol, val: sp.Expr) -> None:
-    if val.is_number:
-        if not val.is_real or not val.is_finite:
-            raise ValueError(f"parameter {sym.name}: expected a finite real number, got {val}")
-        if sym.is_positive and not val.is_positive:
-            raise ValueError(f"parameter {sym.name}: must be > 0, got {val}")
+        return cls(**scipy_fields(name, **params))
 
 
 def _in_support_np(support: sp.Set, x: np.ndarray) -> np.ndarray:

@@ -23,15 +23,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
+from functools import lru_cache, partial, reduce
 from typing import Any
 
 import sympy as sp
 import torch
 
+from ._prox_joint import exclusive_torch, radial_torch
 from ._prox_numeric import numeric_prox_1d, prox_inputs
 from ._torch_compile import compile_torch
-from .penalty import Penalty, _slab_part, branch
+from .penalty import Penalty, _slab_part, branch, radial_profile
 
 __all__ = ["Prox", "prox"]
 
@@ -253,9 +254,7 @@ def prox(pen: Penalty) -> Prox:
     if not isinstance(pen, Penalty):
         raise TypeError(f"pen: expected a priors.Penalty, got {type(pen).__name__}")
     if pen.dim > 1:
-        from ._prox_joint import joint_prox
-
-        return joint_prox(pen)
+        return _joint_prox(pen)
     px = _prox_1d(pen)
     slab = _slab_part(pen)
     if px.closed_form or slab is None:
@@ -264,6 +263,26 @@ def prox(pen: Penalty) -> Prox:
     return Prox(pen, False, f"spike and slab: the better of 0 and the slab's prox "
                 f"({slab_px.method})", px.symmetric, px.stationarity,
                 meta={"slab_prox": slab_px})
+
+
+def _joint_prox(pen: Penalty) -> Prox:
+    """Groups: the 1-D prox of the radial profile, or of one coordinate (mutually exclusive)."""
+    radial = radial_profile(pen)
+    if radial is not None:
+        inner = prox(radial)
+        return Prox(pen, inner.closed_form, f"radial: {inner.method}", False, None,
+                    inner.threshold_expr, (),
+                    {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
+    if "exclusive" in pen.meta:
+        coord = pen.meta["exclusive"]
+        inner = prox(coord)
+        return Prox(pen, inner.closed_form, f"mutually exclusive: {inner.method}", False, None,
+                    None, (),
+                    {"torch": partial(exclusive_torch, pen.dim, inner, coord), "inner": inner})
+    raise NotImplementedError(
+        "prox: joint penalties are handled when radial (f(||a||)) or mutually exclusive; "
+        f"got {pen.expr}"
+    )
 
 
 def _prox_1d(pen: Penalty) -> Prox:

@@ -22,18 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torch import nn
 
 from ._quadrature import integrate
 
 __all__ = [
     "FreeEnergyCurve",
-    "Potential",
     "free_energy",
     "free_energy_curve",
     "localized_llc",
-    "potential_from_model",
 ]
 
 MAX_DIM = 3
@@ -44,94 +40,6 @@ _RATIO = {1: 0.5, 2: 0.5, 3: 0.25}
 _GAUSS_HALF_WIDTH = 12.0  # a Gaussian prior is integrated over center ± 12/√γ (mass lost < e⁻⁷²)
 
 
-@dataclass(frozen=True)
-class Potential:
-    """``K(w) = L_n(w) − L_n(w*)`` of a small torch model, evaluated on NumPy points.
-
-    Call it with points of shape ``(m, d)`` (float64) to get values of shape ``(m,)``.
-
-    Attributes
-    ----------
-    center : ndarray, shape (d,)
-        The model's flattened parameters w* (where K = 0).
-    names : tuple of str
-        Parameter names in flattening order.
-    n : int
-        Number of data points in ``L_n``.
-    """
-
-    center: np.ndarray
-    names: tuple[str, ...]
-    n: int
-    _fn: Callable[[np.ndarray], np.ndarray] = field(repr=False)
-
-    @property
-    def dim(self) -> int:
-        return int(self.center.size)
-
-    def __call__(self, w: np.ndarray) -> np.ndarray:
-        return self._fn(w)
-
-
-def potential_from_model(
-    model: nn.Module, data, *, loss: str | Callable = "mse", params=None, chunk: int = 4096
-) -> Potential:
-    """The empirical potential ``K_n(w) = L_n(w) − L_n(w*)`` of a model with 1–3 parameters.
-
-    Parameters
-    ----------
-    model : nn.Module
-        At w* (its current parameters). Not modified.
-    data : (inputs, targets) tuple, or inputs alone with ``loss="behavioral"``
-    loss : {"mse", "cross_entropy", "behavioral"} or callable
-        As in :func:`llc.estimate_llc`; ``"behavioral"`` is ``½‖f_w(x) − f_{w*}(x)‖²``.
-    params : optional
-        As in :func:`llc.estimate_llc`: the parameters that vary (1 to 3 scalars in total); the
-        others stay at w*.
-    chunk : int
-        Parameter points per vectorised model call.
-
-    Notes
-    -----
-    ``L_n(w) = (1/n) Σ_i ℓ(f_w(x_i), y_i)``, evaluated in float64 with
-    :func:`torch.func.functional_call` vectorised over points by :func:`torch.func.vmap`.
-    """
-    from llc._data import DIVERGENCES, prepare_data, resolve_loss
-    from llc._functional import FlatModel
-    from llc.estimator import _selector
-
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    first = next(iter(model.parameters()), None)
-    if first is None:
-        raise ValueError("model has no parameters")
-    flat = FlatModel.from_module(
-        model, select=_selector(params), device=first.device, dtype=torch.float64
-    )
-    if not 1 <= flat.dim <= MAX_DIM:
-        raise ValueError(
-            f"model must have 1 to {MAX_DIM} scalar parameters (selected by params=) for "
-            f"quadrature, got {flat.dim}"
-        )
-    behavioral = isinstance(loss, str) and loss == "behavioral"
-    loss_fn = DIVERGENCES["mse"] if behavioral else resolve_loss(loss)
-    dev = first.device
-    x, y = prepare_data(data, device=dev, dtype=torch.float64, require_targets=not behavioral)
-    with torch.no_grad():
-        if behavioral:
-            y = flat.forward(flat.center, x)
-        base = flat.per_sample_loss(flat.center, x, y, loss_fn).mean()
-    batched = torch.func.vmap(lambda w: flat.per_sample_loss(w, x, y, loss_fn).mean())
-
-    def evaluate(w: np.ndarray) -> np.ndarray:
-        w_t = torch.as_tensor(np.asarray(w, dtype=np.float64), device=dev)
-        with torch.no_grad():
-            out = [batched(w_t[i : i + chunk]) - base for i in range(0, w_t.shape[0], chunk)]
-        return torch.cat(out).cpu().numpy()
-
-    return Potential(flat.center.cpu().numpy(), flat.names, int(x.shape[0]), evaluate)
-
-
 def _setup(potential, center, box, localization, order):
     """Validate arguments; return (center, box, log_prior, order, ratio)."""
     if not callable(potential):
@@ -139,9 +47,11 @@ def _setup(potential, center, box, localization, order):
             f"potential must be callable (points (m, d) -> (m,)), got {type(potential).__name__}"
         )
     if center is None:
-        if not isinstance(potential, Potential):
-            raise ValueError("center is required when potential is a plain function (it sets d)")
-        center = potential.center
+        center = getattr(potential, "center", None)
+        if center is None:
+            raise ValueError(
+                "center is required when potential has no `center` attribute (it sets d)"
+            )
     center = np.atleast_1d(np.asarray(center, dtype=np.float64))
     if center.ndim != 1 or not np.isfinite(center).all():
         raise ValueError(f"center must be a finite vector of length d, got {center!r}")
@@ -211,12 +121,12 @@ def free_energy(
     ----------
     potential : callable
         ``K(w) = L(w) − L(w0)`` on points of shape ``(m, d)``, returning shape ``(m,)``; for
-        example a :class:`Potential`, or a population ``K`` written in NumPy.
+        example ``llc.Potential(model, data).excess_loss()``, or a population ``K`` in NumPy.
     n : float or array_like
         Sample size(s) (any positive reals; the integral is evaluated at each).
     center : sequence of float, optional
         w0, where ``K`` is singular; the rule is graded towards it. Required unless ``potential``
-        is a :class:`Potential`. Its length is d.
+        has a ``center`` attribute. Its length is d.
     box : sequence of (lo, hi), optional
         Integration box. Default ``w0 ± 1`` (uniform prior) or ``w0 ± 12/√γ`` (Gaussian).
     localization : float, optional
@@ -235,7 +145,7 @@ def free_energy(
     -----
     ``F_n = −log ∫ exp(−n L_n(w)) φ(w) dw`` and ``F_n − n L_n(w0) = −log ∫ exp(−n K(w)) φ(w) dw``.
     With the population ``K`` (or the exact ``K`` of a realizable model) this is the
-    deterministic part of F_n; with an n-sample realisation ``K_n`` (:func:`potential_from_model`)
+    deterministic part of F_n; with an n-sample realisation ``K_n`` (``llc.Potential.excess_loss``)
     it is F_n itself for that data set. The rule is a tensor product of composite Gauss–Legendre
     rules with panels ``w0 ± L rᵏ`` (k = 0 … 50, r = ½, or ¼ in 3-d): uniform in ``log|w − w0|``,
     so sharp features at every scale near w0 are resolved; features away from the coordinate
@@ -272,7 +182,8 @@ def localized_llc(
     Parameters
     ----------
     potential : callable
-        ``K(w) = L_n(w) − L_n(w*)`` (use :func:`potential_from_model` for the estimator's data).
+        ``K(w) = L_n(w) − L_n(w*)``; for a model,
+        ``llc.Potential(model, data, dtype=torch.float64).excess_loss()``.
     nbeta : float
         nβ, ``n / log n`` in :func:`llc.estimate_llc`.
     localization : float

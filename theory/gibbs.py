@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from arviz_stats.base import array_stats
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -243,16 +244,15 @@ def dln_gibbs_llc(
             ws[layer] = u @ draw @ np.swapaxes(v, 1, 2)
         trace[:, s] = nb * (loss(ws) - base)
 
-    from llc.diagnostics import ess, mcse, rhat
-
     kept = trace[:, burn:]
+    axes = {"chain_axis": 0, "draw_axis": 1}
     return GibbsResult(
         mean=float(kept.mean()),
-        mcse=mcse(kept),
+        mcse=float(array_stats.mcse(kept, method="mean", **axes)),
         per_chain=kept.mean(axis=1),
         trace=trace,
-        r_hat=rhat(kept),
-        ess=ess(kept),
+        r_hat=float(array_stats.rhat(kept, **axes)),
+        ess=float(array_stats.ess(kept, method="bulk", **axes)),
         nbeta=nb,
         localization=gamma,
         num_burnin=burn,

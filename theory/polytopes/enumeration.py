@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._dfs import enumerate_lp, enumerate_polygon
+from ._draw import draw_regions
 from ._lp import BACKENDS, LPSolver
 from ._network import check_box, model_in_dim, parse_model
 from ._region import Region
@@ -83,8 +84,6 @@ class RegionEnumeration:
 
     def plot(self, ax=None, color_by: str = "region", cmap: str = "tab20"):
         """Draw the 2-D partition (see :func:`plot_regions_2d`); returns the Figure."""
-        from .plot import draw_regions
-
         return draw_regions(self, ax=ax, color_by=color_by, cmap=cmap)
 
 
@@ -124,10 +123,10 @@ def enumerate_regions(
         LP; with ``bbox_lp=True`` the box is tightened by 2d extra LPs per split
         (fewer unit LPs, more box LPs: see ``bench/polytopes_speed.py``).
     lp_backend : {"highs", "linprog"}
-        ``"highs"`` reuses one HiGHS instance from scipy (fast, ~0.2 ms per small
+        ``"highs"`` reuses one ``highspy.Highs`` instance (fast, ~0.2 ms per small
         LP); ``"linprog"`` goes through ``scipy.optimize.linprog(method="highs")``
-        (same solver, ~1 ms per LP).  ``"highs"`` falls back to linprog when
-        scipy's HiGHS module is not importable.
+        (same solver, ~1.4 ms per LP).  ``"highs"`` falls back to linprog when
+        highspy is not importable.
     progress : bool
         tqdm bar over the regions found.
 

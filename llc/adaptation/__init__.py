@@ -1,0 +1,19 @@
+"""Warm-up adaptation as small parts, each ``(init, update, final)`` and apart from sampling.
+
+- :mod:`~llc.adaptation.step_size`: ε from the largest curvature of the potential.
+- :mod:`~llc.adaptation.metric`: a fixed diagonal metric from the mean squared ``∂U``.
+- :mod:`~llc.adaptation.noise`: the noise scale that cancels minibatch heating.
+- :mod:`~llc.adaptation.convergence`: the stationarity and spread tests that end warm-up.
+- :mod:`~llc.adaptation.draws`: how many draws reach the target Monte Carlo error.
+
+Each part is a :class:`Part` of pure functions over an immutable state; :mod:`llc.warmup`
+composes them. The rules tried and rejected while choosing them are in ``docs/design.md``.
+"""
+
+from __future__ import annotations
+
+from . import convergence, draws, metric, noise, step_size
+from ._part import Part
+
+__all__ = ["Part", "convergence", "draws", "metric", "noise", "step_size"]
+

@@ -1,0 +1,94 @@
+"""Sampling kernels, one module per algorithm, and a registry by name.
+
+Every kernel module has a parameters dataclass (validated, apart from the state), a state
+NamedTuple whose fields are ``(chain, ...)`` tensors, and pure functions ::
+
+    init(position, noise, params) -> state
+    step(state, grad, noise, params) -> (state, StepInfo)
+    preconditioner(state, params) -> G or None
+    stable_step_size(curvature) -> step size
+
+``grad`` is the minibatch gradient ``∇L_B`` at ``state.position`` and ``noise`` a standard normal
+draw of shape (chain, D), both supplied by the loop: kernels draw no random numbers and modify
+no input. Adding a sampler is one module and one line in :data:`KERNELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import rmsprop_sgld, sgld, sgnht
+from ._common import StepInfo
+from ._langevin import mala_log_acceptance, potential_grad
+
+__all__ = [
+    "KERNELS",
+    "Kernel",
+    "StepInfo",
+    "get_kernel",
+    "mala_log_acceptance",
+    "potential_grad",
+    "rmsprop_sgld",
+    "sgld",
+    "sgnht",
+]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel module's functions, with what the estimator's warm-up may adapt for it.
+
+    Attributes
+    ----------
+    step_rule : str
+        How the step follows from the largest curvature κ̂, for the provenance record.
+    langevin : bool
+        One step is a Langevin proposal, so the MALA acceptance is a step-size diagnostic.
+    learns_metric : bool
+        Takes a fixed diagonal metric (``params.metric``) that warm-up can learn.
+    compensates_noise : bool
+        Takes a noise scale (``params.noise_scale``) that cancels minibatch heating.
+    """
+
+    name: str
+    params: type
+    init: Callable
+    step: Callable
+    preconditioner: Callable
+    stable_step_size: Callable[[float], float]
+    step_rule: str
+    langevin: bool = False
+    learns_metric: bool = False
+    compensates_noise: bool = False
+
+
+def _kernel(name: str, module, params: type, **flags) -> Kernel:
+    return Kernel(
+        name,
+        params,
+        module.init,
+        module.step,
+        module.preconditioner,
+        module.stable_step_size,
+        module.STEP_RULE,
+        **flags,
+    )
+
+
+KERNELS: dict[str, Kernel] = {
+    "sgld": _kernel(
+        "sgld", sgld, sgld.SGLDParams, langevin=True, learns_metric=True, compensates_noise=True
+    ),
+    "rmsprop_sgld": _kernel(
+        "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
+    ),
+    "sgnht": _kernel("sgnht", sgnht, sgnht.SGNHTParams),
+}
+
+
+def get_kernel(name: str) -> Kernel:
+    """The registered kernel ``name`` (ValueError naming ``sampler`` otherwise)."""
+    if name not in KERNELS:
+        raise ValueError(f"sampler must be one of {sorted(KERNELS)}, got {name!r}")
+    return KERNELS[name]

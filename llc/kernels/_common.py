@@ -1,0 +1,72 @@
+"""What every kernel shares: argument checks for its parameters and the step's diagnostics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from ._langevin import potential_grad
+
+__all__ = ["StepInfo", "check_common", "check_number", "check_positions", "step_info"]
+
+
+def check_number(name: str, value: object, *, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is a finite real number, > 0 (or ≥ 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    ok = value >= 0 if allow_zero else value > 0
+    if not (ok and math.isfinite(value)):
+        raise ValueError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}"
+        )
+
+
+def check_common(params) -> None:
+    """The fields every kernel's parameters have: step_size, localization, nbeta, center."""
+    check_number("step_size", params.step_size)
+    check_number("localization", params.localization, allow_zero=True)
+    check_number("nbeta", params.nbeta)
+    if not isinstance(params.center, torch.Tensor) or params.center.ndim != 1:
+        raise TypeError("center must be a 1-D tensor (the flattened w*)")
+
+
+def check_positions(position: torch.Tensor, center: torch.Tensor) -> None:
+    if position.ndim != 2 or position.shape[1] != center.numel():
+        raise ValueError(
+            f"position must have shape (chain, {center.numel()}), got {tuple(position.shape)}"
+        )
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What one step exposes to the loop and the observables.
+
+    Attributes
+    ----------
+    position : Tensor, shape (chain, D)
+        ``w_t``, where the gradient was taken.
+    grad : Tensor, shape (chain, D)
+        ``∇L_B(w_t)``.
+    precond : Tensor, shape (D,) or (chain, D), or None
+        The diagonal preconditioner G of this step (None: G = 1).
+    potential_grad : Tensor, shape (chain, D)
+        ``∇U(w_t)``, computed on first access (the update itself does not materialise it).
+    """
+
+    position: torch.Tensor
+    grad: torch.Tensor
+    nbeta: float
+    localization: float
+    center: torch.Tensor
+    precond: torch.Tensor | None
+
+    @cached_property
+    def potential_grad(self) -> torch.Tensor:
+        return potential_grad(self.position, self.center, self.grad, self.nbeta, self.localization)
+
+
+def step_info(position, grad, params, precond) -> StepInfo:
+    return StepInfo(position, grad, params.nbeta, params.localization, params.center, precond)

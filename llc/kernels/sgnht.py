@@ -1,0 +1,111 @@
+"""The stochastic gradient Nosé–Hoover thermostat (SGNHT) of Ding et al. [1]_, localized.
+
+Momentum p and a thermostat ξ (one per chain) join the position w. One step of size h, with
+``U(w) = nβ L_B(w) + (γ/2)‖w − w*‖²`` and D parameters ::
+
+    p_{t+1} = p_t − h ξ_t p_t − h ∇U(w_t) + √(2 A h) η_t,     η_t ~ N(0, I)
+    w_{t+1} = w_t + h p_{t+1}
+    ξ_{t+1} = ξ_t + h (‖p_{t+1}‖² / D − 1)
+
+The continuous dynamics leave ``exp(−U(w) − ½‖p‖² − (D/2)(ξ − A)²)`` invariant, so w samples the
+localized tempered posterior. Minibatch gradient noise of unknown size B adds to the diffusion A;
+the thermostat absorbs it (ξ settles near A + B), which is the method's point: no noise estimate
+is needed. Being second order, it moves along flat directions in O(1/(h√κ)) steps rather than
+SGLD's O(1/(εκ)).
+
+The step is set from the largest curvature κ̂ of U as ``h = c/√κ̂`` (c = 1/2; the symplectic
+update is stable for ``h√κ < 2``). The discretisation inflates the variance of a direction of
+curvature κ by about ``1/(1 − h²κ/4)``, at most 7 % on the stiffest one.
+
+References
+----------
+.. [1] N. Ding, Y. Fang, R. Babbush, C. Chen, R. D. Skeel, H. Neven, "Bayesian sampling using
+   stochastic gradient thermostats", NeurIPS 2014.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from ._common import StepInfo, check_common, check_number, check_positions, step_info
+
+__all__ = [
+    "STEP_FACTOR",
+    "STEP_RULE",
+    "SGNHTParams",
+    "SGNHTState",
+    "init",
+    "preconditioner",
+    "stable_step_size",
+    "step",
+]
+
+STEP_FACTOR = 0.5  # c in h = c/√κ̂
+STEP_RULE = f"h = {STEP_FACTOR}/√κ̂"
+
+
+@dataclass(frozen=True)
+class SGNHTParams:
+    """Parameters of the SGNHT kernel.
+
+    Attributes
+    ----------
+    step_size : float
+        h > 0.
+    localization, nbeta, center
+        As in :class:`llc.kernels.sgld.SGLDParams`.
+    diffusion : float
+        A > 0, the injected diffusion (and the thermostat's rest value without gradient noise).
+    """
+
+    step_size: float
+    localization: float
+    nbeta: float
+    center: torch.Tensor
+    diffusion: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        check_number("diffusion", self.diffusion)
+
+
+class SGNHTState(NamedTuple):
+    """``position`` and ``momentum`` (chain, D), ``thermostat`` ξ (chain,)."""
+
+    position: torch.Tensor
+    momentum: torch.Tensor
+    thermostat: torch.Tensor
+
+
+def init(position: torch.Tensor, noise: torch.Tensor, params: SGNHTParams) -> SGNHTState:
+    """Chains at ``position`` with momentum ``noise`` (a standard normal draw) and ξ = A."""
+    check_positions(position, params.center)
+    xi = torch.full(
+        position.shape[:1], params.diffusion, dtype=position.dtype, device=position.device
+    )
+    return SGNHTState(position, noise.clone(), xi)
+
+
+def step(
+    state: SGNHTState, grad: torch.Tensor, noise: torch.Tensor, params: SGNHTParams
+) -> tuple[SGNHTState, StepInfo]:
+    h = params.step_size
+    info = step_info(state.position, grad, params, None)
+    p = state.momentum * (1.0 - h * state.thermostat).unsqueeze(1)
+    p.add_(info.potential_grad, alpha=-h).add_(noise, alpha=math.sqrt(2.0 * params.diffusion * h))
+    w = state.position + h * p
+    xi = state.thermostat + h * ((p * p).mean(1) - 1.0)
+    return SGNHTState(w, p, xi), info
+
+
+def preconditioner(state: SGNHTState, params: SGNHTParams) -> None:
+    return None
+
+
+def stable_step_size(curvature: float) -> float:
+    """``h = c/√κ̂``."""
+    return STEP_FACTOR / math.sqrt(curvature)

@@ -1,0 +1,241 @@
+"""Observables: what the sampling loop records, as accumulators over ``(chain, draw, …)``.
+
+Each observable is a small frozen dataclass holding its settings, with three methods ::
+
+    init(num_chains) -> acc
+    update(acc, step) -> acc          # step: llc.sampling.Step, at w_t
+    finalize(acc, invalid, num_steps) -> value
+
+``invalid`` gives, per chain, the first recorded step that is not to be trusted (the chain
+diverged) or None. The loop never reuses an accumulator after passing it to ``update``, so an
+update may extend it in place. Pass them to :func:`llc.estimate_llc` with ``observables=`` and
+read ``result.observables[name]``.
+
+Traces keep every step, shape ``(chain, draw)``. :class:`ProbeLosses` keeps running sums
+instead, so covariances over many probe samples never hold the ``(chain, draw, sample)`` array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Distance",
+    "LLCTrace",
+    "LossTrace",
+    "MALATrace",
+    "Observable",
+    "ProbeLossStats",
+    "ProbeLosses",
+    "Trace",
+]
+
+
+def _trace(rows: list[torch.Tensor], invalid, num_chains: int) -> np.ndarray:
+    if not rows:
+        return np.zeros((num_chains, 0))
+    out = torch.stack(rows, dim=1).cpu().numpy()
+    for c, start in enumerate(invalid):
+        if start is not None:  # values recorded after a chain diverged carry no information
+            out[c, start:] = np.nan
+    return out
+
+
+class Observable(Protocol):
+    """What the loop asks of an observable (see the module notes)."""
+
+    name: str
+
+    def init(self, num_chains: int): ...
+
+    def update(self, acc, step): ...
+
+    def finalize(self, acc, invalid, num_steps: int): ...
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Base of the per-step traces: ``value(step)`` of shape (chain,) recorded at every step."""
+
+    name: str = "trace"
+
+    def init(self, num_chains: int):
+        return (num_chains, [])
+
+    def update(self, acc, step):
+        acc[1].append(self.value(step))
+        return acc
+
+    def value(self, step) -> torch.Tensor:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+    def finalize(self, acc, invalid, num_steps: int) -> np.ndarray:
+        """The trace, shape (chain, draw), NaN where a chain had diverged."""
+        return _trace(acc[1], invalid, acc[0])
+
+
+@dataclass(frozen=True)
+class LLCTrace(Trace):
+    """``nβ (L_B(w_t) − L_B(w*))``, the control-variate draws whose mean is λ̂ [1]_.
+
+    References
+    ----------
+    .. [1] E. Lau, Z. Furman, G. Wang, D. Murfet, S. Wei, arXiv:2308.12108.
+    """
+
+    name: str = "llc"
+
+    def value(self, step) -> torch.Tensor:
+        return (step.loss.to(torch.float64) - step.loss_center.to(torch.float64)) * step.nbeta
+
+
+@dataclass(frozen=True)
+class LossTrace(Trace):
+    """The minibatch loss ``L_B(w_t)``."""
+
+    name: str = "loss"
+
+    def value(self, step) -> torch.Tensor:
+        return step.loss.to(torch.float64)
+
+
+@dataclass(frozen=True)
+class MALATrace(Trace):
+    """The MALA acceptance probability of each paired step (NaN between pairs)."""
+
+    name: str = "mala_acceptance"
+
+    def value(self, step) -> torch.Tensor:
+        return step.log_accept
+
+    def finalize(self, acc, invalid, num_steps: int) -> np.ndarray:
+        return np.exp(super().finalize(acc, invalid, num_steps))
+
+
+@dataclass(frozen=True)
+class Distance(Trace):
+    """The squared distance ``‖w_t − w*‖²`` of each chain from the centre."""
+
+    name: str = "distance"
+
+    def value(self, step) -> torch.Tensor:
+        diff = step.position - step.potential.center
+        return (diff * diff).sum(1).to(torch.float64)
+
+
+@dataclass(frozen=True)
+class ProbeLossStats:
+    """Posterior moments of per-sample losses ``ℓ_i(w)`` on a probe set.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (sample,)
+        ``E_w[ℓ_i(w)]`` over all kept draws of all chains.
+    covariance : ndarray, shape (sample, sample), or None
+        ``Cov_w(ℓ_i, ℓ_j)`` (unbiased, pooled over chains and draws).
+    chain_mean : ndarray, shape (chain, sample)
+        Each chain's mean (NaN for a chain with no kept draw).
+    count : int
+        Draws that entered the sums.
+    """
+
+    mean: np.ndarray
+    covariance: np.ndarray | None
+    chain_mean: np.ndarray
+    count: int
+
+    def correlation(self) -> np.ndarray:
+        """``Cov(ℓ_i, ℓ_j) / √(Var ℓ_i Var ℓ_j)``, shape (sample, sample)."""
+        if self.covariance is None:
+            raise ValueError("correlation needs covariance=True in ProbeLosses")
+        sd = np.sqrt(np.diag(self.covariance))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.covariance / np.outer(sd, sd)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeLosses:
+    """Mean and covariance of the per-sample losses on ``(inputs, targets)`` under the posterior.
+
+    Parameters
+    ----------
+    inputs, targets : Tensor, shape (sample, ...)
+        The probe set, on the potential's device and dtype.
+    every : int
+        Record every this many steps (each record is one forward pass of every chain).
+    covariance : bool
+        Accumulate the (sample, sample) covariance: ``8·sample²`` bytes.
+    name : str
+
+    Notes
+    -----
+    Running sums over kept draws ``ℓ`` (live chains with finite values), shifted by the first
+    draw ``k`` for numerical stability: ``S₁ = Σ (ℓ − k)``, ``S₂ = Σ (ℓ − k)(ℓ − k)ᵀ``, so that
+    ``Cov = (S₂ − S₁S₁ᵀ/N) / (N − 1)``. A chain found diverged is skipped from that check on; the
+    at most ``check_every`` draws it gave before are kept (the estimator repeats the draws when
+    a chain diverges with an adapted step).
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    every: int = 10
+    covariance: bool = True
+    name: str = "probe_losses"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"every must be a positive integer, got {self.every!r}")
+        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets, torch.Tensor):
+            raise TypeError("inputs and targets must be tensors")
+        if self.inputs.shape[0] != self.targets.shape[0] or self.inputs.shape[0] == 0:
+            raise ValueError(
+                f"inputs and targets must hold the same positive number of samples, got "
+                f"{self.inputs.shape[0]} and {self.targets.shape[0]}"
+            )
+
+    def init(self, num_chains: int):
+        m = self.inputs.shape[0]
+        return {
+            "shift": None,
+            "chain_sum": torch.zeros(num_chains, m, dtype=torch.float64),
+            "chain_count": torch.zeros(num_chains, dtype=torch.float64),
+            "sq": torch.zeros(m, m, dtype=torch.float64) if self.covariance else None,
+        }
+
+    def update(self, acc, step):
+        if step.index % self.every:
+            return acc
+        pot = step.potential
+        losses = pot.per_sample_losses(step.position, self.inputs, self.targets)
+        losses = losses.to(torch.float64).cpu()
+        keep = step.alive.cpu() & torch.isfinite(losses).all(dim=1)
+        if not keep.any():
+            return acc
+        if acc["shift"] is None:
+            acc["shift"] = losses[keep].mean(0)
+        dev = torch.where(keep[:, None], losses - acc["shift"], 0.0)
+        acc["chain_sum"] += dev
+        acc["chain_count"] += keep.to(torch.float64)
+        if acc["sq"] is not None:
+            acc["sq"].addmm_(dev.T, dev)
+        return acc
+
+    def finalize(self, acc, invalid, num_steps: int) -> ProbeLossStats:
+        m = self.inputs.shape[0]
+        count = float(acc["chain_count"].sum())
+        if acc["shift"] is None or count == 0:
+            nan = np.full(m, np.nan)
+            cov = np.full((m, m), np.nan) if self.covariance else None
+            return ProbeLossStats(nan, cov, np.full(acc["chain_sum"].shape, np.nan), 0)
+        s1 = acc["chain_sum"].sum(0)
+        mean = acc["shift"] + s1 / count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chain_mean = (acc["shift"] + acc["chain_sum"] / acc["chain_count"][:, None]).numpy()
+        cov = None
+        if acc["sq"] is not None:
+            cov = ((acc["sq"] - torch.outer(s1, s1) / count) / max(count - 1, 1)).numpy()
+        return ProbeLossStats(mean.numpy(), cov, chain_mean, int(count))

@@ -1,0 +1,305 @@
+"""The potential: model, data and loss turned once into the functions every sampler needs.
+
+>>> pot = llc.Potential(model, (inputs, targets), loss="mse")        # doctest: +SKIP
+>>> losses, grads = pot.value_and_grad(w, pot.minibatch(idx))  # w: (chain, D); doctest: +SKIP
+
+The estimator (:func:`llc.estimate_llc`), the curvature bounds (:mod:`llc.bounds`) and the
+free-energy oracle of :mod:`theory.free_energy` (through :meth:`Potential.excess_loss`) all build
+their objective here, so the loss table and the parameter selection exist once.
+
+Dependencies run one way: ``llc`` imports :mod:`theory` (exact values and models to validate
+against), and :mod:`theory` never imports ``llc``, so the ground truth cannot depend on the
+estimator it checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._data import DIVERGENCES, LossFn, check_loss, prepare_data, resolve_loss
+from ._functional import FlatModel, chunked
+
+__all__ = ["ExcessLoss", "Potential", "selected_parameters"]
+
+REFERENCE_CHUNK = 8192  # samples per forward pass for the reference outputs and L_n(w*)
+
+
+def _selector(params, names: list[str]) -> Callable[[str, torch.Tensor], bool] | None:
+    """Turn ``params=`` (names, a predicate, modules or parameters) into a name predicate."""
+    if params is None:
+        return None
+    if callable(params) and not isinstance(params, nn.Module):
+        return lambda name, p: bool(params(name, p))
+    if isinstance(params, str | nn.Module | nn.Parameter):
+        params = [params]
+    if not isinstance(params, Iterable):
+        raise TypeError(
+            "params must be parameter names, a predicate (name, param) -> bool, or modules"
+        )
+    wanted, ids = set(), set()
+    for item in params:
+        if isinstance(item, str):
+            wanted.add(item)
+        elif isinstance(item, nn.Module):
+            ids.update(id(p) for p in item.parameters())
+        elif isinstance(item, torch.Tensor):
+            ids.add(id(item))
+        else:
+            raise TypeError(
+                f"params entries must be names, modules or parameters, got {type(item).__name__}"
+            )
+
+    def hit(n: str, name: str) -> bool:
+        return name == n or name.startswith(n + ".")
+
+    for n in sorted(wanted):  # a misspelled name must not silently drop out of the selection
+        if not any(hit(n, name) for name in names):
+            close = difflib.get_close_matches(n, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"params names {n!r}, which matches no parameter of the model{hint} "
+                f"(the model has {names})"
+            )
+    return lambda name, p: id(p) in ids or any(hit(n, name) for n in wanted)
+
+
+def selected_parameters(model: nn.Module, params=None) -> list[tuple[str, nn.Parameter]]:
+    """The ``(name, parameter)`` pairs that ``params=`` selects (all when None), in model order."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    named = list(model.named_parameters())
+    if not named:
+        raise ValueError("model has no parameters")
+    select = _selector(params, [n for n, _ in named])
+    chosen = [(n, p) for n, p in named if select is None or select(n, p)]
+    if not chosen:
+        raise ValueError(
+            f"params selects no parameter of the model (check params=); the model has "
+            f"{[n for n, _ in named]}"
+        )
+    return chosen
+
+
+class Potential:
+    """``L_B(w)`` and its derivatives for stacked chains, built once from model, data and loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network at w*. It is called through :func:`torch.func.functional_call`; its
+        parameters, buffers, ``requires_grad`` flags and train/eval mode are left untouched.
+    data : (inputs, targets) tuple, TensorDataset, Dataset or DataLoader
+        The n samples, read into memory once; inputs alone with ``loss="behavioral"``.
+    loss : {"mse", "cross_entropy", "behavioral"} or callable
+        Per-sample loss ``ℓ(f_w(x), y)``. ``"mse"`` is ``½‖y − f(x)‖²`` summed over output
+        dimensions, ``"cross_entropy"`` the classifier's negative log-likelihood; a callable maps
+        ``(outputs, targets)`` to per-sample losses of shape ``(batch,)``. ``"behavioral"`` is the
+        ``divergence`` of ``f_w(x)`` from the reference outputs ``f_{w*}(x)``, computed once.
+    params : optional
+        The parameters to sample (names, a predicate ``(name, p) -> bool``, modules or parameter
+        tensors); the others stay frozen at w*. Default: all.
+    divergence : {"mse", "kl"}
+        With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
+        ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))``.
+    device, dtype : optional
+        Where and in what precision to evaluate (default: the model's).
+
+    Attributes
+    ----------
+    center : Tensor, shape (D,)
+        w*, the selected parameters flattened.
+    names : tuple of str
+        The selected parameters, in flattening order.
+    inputs, targets : Tensor
+        The data on ``device``, shape ``(n, ...)``; targets are the reference outputs for
+        ``"behavioral"``.
+    center_losses : Tensor, shape (n,)
+        ``ℓ_i(w*)``, the control variate of every minibatch.
+    loss_name : str
+        ``"mse"``, ``"cross_entropy"``, ``"behavioral"`` or ``"callable"``.
+
+    Notes
+    -----
+    With ``ℓ_i(w) = ℓ(f_w(x_i), y_i)`` and a minibatch B, ``L_B(w) = (1/|B|) Σ_{i∈B} ℓ_i(w)``;
+    ``L_n`` is the mean over all n samples. The sampled potential is
+    ``U(w) = nβ L_B(w) + (γ/2)‖w − w*‖²``; the kernels add the localization term.
+
+    The model's own random draws (dropout in train mode) would come from torch's global RNG:
+    every evaluation here runs inside :func:`torch.random.fork_rng`, so that state is never
+    advanced.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data,
+        *,
+        loss: str | LossFn = "mse",
+        params=None,
+        divergence: str = "mse",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        first = next(iter(model.parameters()), None)
+        if first is None:
+            raise ValueError("model has no parameters")
+        self.device = torch.device(device) if device is not None else first.device
+        dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+        self.dtype = dtype
+        self.behavioral = isinstance(loss, str) and loss == "behavioral"
+        if self.behavioral:
+            if divergence not in DIVERGENCES:
+                raise ValueError(
+                    f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}"
+                )
+            self.loss_fn = DIVERGENCES[divergence]
+        else:
+            self.loss_fn = resolve_loss(loss)
+        self.loss_name = loss if isinstance(loss, str) else "callable"
+        self.divergence = divergence if self.behavioral else None
+        x, y = prepare_data(
+            data, device=self.device, dtype=dtype, require_targets=not self.behavioral
+        )
+        names = [name for name, _ in model.named_parameters()]
+        self._flat = FlatModel.from_module(
+            model, select=_selector(params, names), device=self.device, dtype=dtype
+        )
+        self.inputs = x
+        with torch.no_grad(), self.isolated_rng():
+            if self.behavioral:  # the reference outputs f_{w*}(x)
+                step = REFERENCE_CHUNK
+                y = torch.cat(
+                    [self.forward(self.center, x[i : i + step]) for i in range(0, x.shape[0], step)]
+                )
+            self.targets = y
+            check_loss(self.loss_fn, self.forward(self.center, x[:8]), y[:8])
+            self.center_losses = self.losses(self.center)
+        if not torch.isfinite(self.center_losses).all():
+            raise ValueError("the loss at the model's current weights is not finite")
+        self._value_and_grad = self._flat.batched_value_and_grad(self.loss_fn)
+        self._hvp = self._flat.batched_hvp(self.loss_fn)
+        self._per_sample = self._flat.batched_per_sample_loss(self.loss_fn)
+
+    # -- what it is ---------------------------------------------------------------------------
+    @property
+    def center(self) -> torch.Tensor:
+        return self._flat.center
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._flat.names
+
+    @property
+    def dim(self) -> int:
+        return self._flat.dim
+
+    @property
+    def n(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def flat_model(self) -> FlatModel:
+        """The model as ``f(w, x)`` of one flat parameter vector (for curvature computations)."""
+        return self._flat
+
+    def isolated_rng(self):
+        """A context in which the model's own random draws leave torch's global RNG untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
+
+    # -- evaluations --------------------------------------------------------------------------
+    def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``f_w(x)`` at one flat parameter vector ``w`` of shape (D,)."""
+        return self._flat.forward(w, x)
+
+    @torch.no_grad()
+    def losses(self, w: torch.Tensor, chunk: int = REFERENCE_CHUNK) -> torch.Tensor:
+        """Per-sample losses ``ℓ_i(w)`` at one parameter vector over all n samples, shape (n,)."""
+        return self._flat.losses_at(w, self.inputs, self.targets, self.loss_fn, chunk)
+
+    def minibatch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-chain minibatches ``(X, Y)`` of shape ``(chain, batch, ...)`` for indices ``idx``."""
+        flat = idx.reshape(-1)
+        # index_select on flat indices: measured about 4x faster than advanced indexing
+        return tuple(
+            torch.index_select(t, 0, flat).view(*idx.shape, *t.shape[1:])
+            for t in (self.inputs, self.targets)
+        )
+
+    def center_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        """``L_B(w*)`` for each chain's minibatch indices ``idx`` (chain, batch), shape (chain,)."""
+        return self.center_losses[idx].mean(dim=1)
+
+    def value_and_grad(
+        self,
+        w: torch.Tensor,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        chain_batch: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_B(w_c), ∇L_B(w_c))`` for chains ``w`` (chain, D): shapes (chain,), (chain, D).
+
+        ``chain_batch`` chains at a time (default all); the result does not depend on it.
+        """
+        grads, losses = chunked(self._value_and_grad, (w, *batch), chain_batch or w.shape[0])
+        return losses.detach(), grads.detach()
+
+    def hvp(
+        self,
+        w: torch.Tensor,
+        v: torch.Tensor,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        chain_batch: int | None = None,
+    ) -> torch.Tensor:
+        """``∇²L_B(w_c) v_c`` per chain, shape (chain, D)."""
+        return chunked(self._hvp, (w, v, *batch), chain_batch or w.shape[0]).detach()
+
+    @torch.no_grad()
+    def per_sample_losses(
+        self, w: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, chunk: int = 4096
+    ) -> torch.Tensor:
+        """``ℓ(f_{w_c}(x_i), y_i)`` for chains ``w`` (chain, D) on shared samples (m, ...):
+        shape (chain, m), evaluated ``chunk`` samples at a time."""
+        parts = [
+            self._per_sample(w, inputs[i : i + chunk], targets[i : i + chunk])
+            for i in range(0, inputs.shape[0], chunk)
+        ]
+        return torch.cat(parts, dim=1)
+
+    def excess_loss(self, chunk: int = 4096) -> ExcessLoss:
+        """``K_n(w) = L_n(w) − L_n(w*)`` as a NumPy function of points ``(m, D) -> (m,)``, for
+        the quadrature of :mod:`theory.free_energy` (evaluated in this potential's dtype)."""
+        return ExcessLoss(self, chunk)
+
+
+class ExcessLoss:
+    """``K_n(w) = L_n(w) − L_n(w*)`` on NumPy points ``(m, D)``; ``center`` is w* as an array."""
+
+    def __init__(self, potential: Potential, chunk: int):
+        self._pot, self._chunk = potential, chunk
+        self.center = potential.center.cpu().double().numpy()
+        self.names = potential.names
+        self.n = potential.n
+        self._base = potential.center_losses.double().mean()
+
+    @property
+    def dim(self) -> int:
+        return int(self.center.size)
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        pot = self._pot
+        w_t = torch.as_tensor(np.asarray(w, dtype=np.float64), device=pot.device).to(pot.dtype)
+        out = []
+        with pot.isolated_rng():
+            for i in range(0, w_t.shape[0], self._chunk):
+                losses = pot.per_sample_losses(w_t[i : i + self._chunk], pot.inputs, pot.targets)
+                out.append(losses.double().mean(1) - self._base)
+        return torch.cat(out).cpu().numpy()

@@ -1,0 +1,247 @@
+"""The sampling loop: a kernel advanced on a potential, with observables recorded at every step.
+
+>>> chains = Chains(potential, randomness)                                # doctest: +SKIP
+>>> state, accs = run(chains, kernel, params, state, 1000, [LLCTrace()])  # doctest: +SKIP
+>>> values(chains, [LLCTrace()], accs, first=0)["llc"]                 # doctest: +SKIP
+
+The loop draws each step's minibatch and noise from the chains' own generators
+(:class:`llc._randomness.ChainRandomness`), evaluates ``L_B`` and ``∇L_B`` for all chains in one
+batched call, hands both to the pure kernel, and gives every observable a :class:`Step`. Every
+``mala_every`` steps the next step reuses the minibatch, which yields a MALA acceptance for
+Langevin kernels. Every ``check_every`` steps it looks for diverged chains, resets them to w* and
+records when and why (see :class:`Chains`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from .kernels import Kernel, StepInfo, mala_log_acceptance
+from .observables import Observable
+from .potential import Potential
+
+__all__ = ["CHECK_EVERY", "Chains", "Step", "run", "values"]
+
+CHECK_EVERY = 25  # steps between divergence checks (each check synchronises with the device)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        isinstance(exc, torch.OutOfMemoryError)
+        or "out of memory" in text
+        or "can't allocate memory" in text
+    )
+
+
+class Step(NamedTuple):
+    """What observables see of one step, taken at ``w_t`` before the kernel moves the chains.
+
+    Attributes
+    ----------
+    index : int
+        Steps since the chains started (warm-up included).
+    position : Tensor, shape (chain, D)
+    loss, loss_center : Tensor, shape (chain,)
+        ``L_B(w_t)`` and the control variate ``L_B(w*)`` on the same minibatch.
+    log_accept : Tensor, shape (chain,), float64
+        MALA log acceptance of the move into ``w_t`` (NaN on steps without a paired evaluation).
+    nbeta : float
+    info : StepInfo
+        The kernel's view of the step (``potential_grad``, ``precond``).
+    alive : Tensor of bool, shape (chain,)
+        Chains not flagged as diverged (flags are refreshed every ``check_every`` steps).
+    potential : Potential
+    """
+
+    index: int
+    position: torch.Tensor
+    loss: torch.Tensor
+    loss_center: torch.Tensor
+    log_accept: torch.Tensor
+    nbeta: float
+    info: StepInfo
+    alive: torch.Tensor
+    potential: Potential
+
+
+class Chains:
+    """The run-time side of sampling: potential, random streams, chunking and divergence record.
+
+    Attributes
+    ----------
+    chain_batch : int
+        Chains per vectorised call; halved (with a warning) on out-of-memory.
+    diverged_at : list of (int or None)
+        Per chain, the step at which it was found diverged (None: healthy).
+    diverged_why : list of str
+    steps_done : int
+    """
+
+    def __init__(self, potential: Potential, randomness, chain_batch: int | None = None):
+        self.potential, self.randomness = potential, randomness
+        self.num_chains = randomness.num_chains
+        self.chain_batch = chain_batch or self.num_chains
+        self.diverged_at: list[int | None] = [None] * self.num_chains
+        self.diverged_why = [""] * self.num_chains
+        self.steps_done = 0
+
+    def _retry_oom(self, fn, *args):
+        while True:
+            try:
+                return fn(*args, chain_batch=self.chain_batch)
+            except RuntimeError as exc:
+                if not _is_oom(exc) or self.chain_batch == 1:
+                    raise
+                self.chain_batch = max(1, self.chain_batch // 2)
+                warnings.warn(
+                    f"out of memory: running {self.chain_batch} chains at a time (chain_batch)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+
+    def value_and_grad(self, position, idx):
+        """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx``."""
+        batch = self.potential.minibatch(idx)
+        return self._retry_oom(self.potential.value_and_grad, position, batch)
+
+    def hvp(self, position, vecs, idx):
+        return self._retry_oom(self.potential.hvp, position, vecs, self.potential.minibatch(idx))
+
+    def alive(self) -> torch.Tensor:
+        return torch.tensor([d is None for d in self.diverged_at], device=self.potential.device)
+
+    def dead(self) -> list[int]:
+        return [c for c, d in enumerate(self.diverged_at) if d is not None]
+
+    def revive(self, chains: list[int]) -> None:
+        """Forget the divergence of these chains (their positions were reset to w*)."""
+        for c in chains:
+            self.diverged_at[c] = None
+            self.diverged_why[c] = ""
+
+    def check(self, kernel: Kernel, params, state, loss, excess, nbeta: float):
+        """Flag chains with a non-finite loss or position, or a runaway loss; reset them to w*."""
+        bad_value = ~torch.isfinite(loss) | ~torch.isfinite(state.position).all(dim=1)
+        # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
+        runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
+        bad = (bad_value | runaway).tolist()
+        if not any(b and d is None for b, d in zip(bad, self.diverged_at)):
+            return state
+        for c, b in enumerate(bad):
+            if b and self.diverged_at[c] is None:
+                self.diverged_at[c] = self.steps_done
+                self.diverged_why[c] = (
+                    "non-finite loss or parameters"
+                    if bad_value[c]
+                    else "loss ran away (nβ·(L − L*) > 100·d)"
+                )
+        dead = ~self.alive()
+        center = params.center.expand_as(state.position)
+        fresh = kernel.init(center.clone(), torch.zeros_like(state.position), params)
+        return type(state)(
+            *(
+                torch.where(dead.view(-1, *[1] * (f.ndim - 1)), r, f)
+                for f, r in zip(state, fresh)
+            )
+        )
+
+
+def _energy(params, position, loss):
+    return params.nbeta * loss + 0.5 * params.localization * (
+        (position - params.center) ** 2
+    ).sum(1)
+
+
+def run(
+    chains: Chains,
+    kernel: Kernel,
+    params,
+    state,
+    num_steps: int,
+    observables: Sequence[Observable] = (),
+    *,
+    progress: bool = False,
+    desc: str = "sampling",
+    check_every: int = CHECK_EVERY,
+    mala_every: int = 10,
+    stop_on_divergence: bool = False,
+    accs: list | None = None,
+):
+    """Advance every chain ``num_steps`` steps; return the new state and the accumulators.
+
+    ``accs`` continues accumulators of an earlier call (default: fresh ones); read the values
+    with :func:`values`. With ``stop_on_divergence`` the run ends at the first check that finds a
+    diverged chain (the observables then hold fewer than ``num_steps`` steps).
+    """
+    if accs is None:
+        accs = [obs.init(chains.num_chains) for obs in observables]
+    rand, pot = chains.randomness, chains.potential
+    nan = torch.full((chains.num_chains,), float("nan"), device=pot.device, dtype=torch.float64)
+    mala_every = mala_every if kernel.langevin else 0
+    pending, idx = None, None
+    alive = chains.alive()
+    for t in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
+        if pending is None:
+            idx = rand.indices()
+        loss, grad = chains.value_and_grad(state.position, idx)
+        loss_center = pot.center_loss(idx)
+        new_state, info = kernel.step(state, grad, rand.noise(), params)
+        log_accept = nan
+        if pending is not None:  # the same minibatch as the previous step: a MALA pair
+            w_prev, u_prev, gu_prev, g_prev = pending
+            log_accept = mala_log_acceptance(
+                w_prev,
+                state.position,
+                u_prev,
+                _energy(params, state.position, loss),
+                gu_prev,
+                info.potential_grad,
+                params.step_size,
+                g_prev,
+                getattr(params, "noise_scale", None),
+            ).to(torch.float64)
+            pending = None
+        elif mala_every and (t + 1) % mala_every == 0 and t + 1 < num_steps:
+            g = info.precond.expand_as(state.position) if info.precond is not None else None
+            u = _energy(params, state.position, loss)
+            pending = (state.position, u, info.potential_grad, g)
+        step = Step(
+            chains.steps_done, state.position, loss, loss_center, log_accept, params.nbeta,
+            info, alive, pot,
+        )  # fmt: skip
+        accs = [obs.update(acc, step) for obs, acc in zip(observables, accs)]
+        state = new_state
+        chains.steps_done += 1
+        if (t + 1) % check_every == 0 or t + 1 == num_steps:
+            state = chains.check(kernel, params, state, loss, loss - loss_center, params.nbeta)
+            alive = chains.alive()
+            if stop_on_divergence and not bool(alive.all()):
+                break
+    # the last noise draw lives in a buffer that later steps refill: the state owns a copy
+    state = type(state)(*(f.clone() for f in state))
+    return state, accs
+
+
+def values(
+    chains: Chains,
+    observables: Sequence[Observable],
+    accs: list,
+    first: int,
+    check_every: int = CHECK_EVERY,
+) -> dict:
+    """Each observable's value by name, for steps recorded since step ``first``.
+
+    A chain's values from ``check_every`` steps before its divergence was found on are discarded
+    (``finalize`` receives each chain's first invalid step, or None).
+    """
+    invalid = [
+        None if d is None else max(0, d - first - check_every) for d in chains.diverged_at
+    ]
+    num_steps = chains.steps_done - first
+    return {obs.name: obs.finalize(acc, invalid, num_steps) for obs, acc in zip(observables, accs)}

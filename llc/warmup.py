@@ -1,0 +1,207 @@
+"""Warm-up: move the chains to the posterior while adapting the kernel's parameters.
+
+Warm-up runs in windows of ``window`` steps. Before the first, the step size is set from the
+largest curvature of the potential at w* and at points around it whose excess energy is typical
+of the posterior. After each window the adaptation parts of :mod:`llc.adaptation` update, in this
+order: the diagonal metric (kernels that take one), the step size from the curvature at the
+chains' current points, and the minibatch-noise compensation (kernels that take it). Warm-up ends
+when the step size has settled and both convergence tests pass (after at least ``min_windows``),
+or at ``max_windows``. A chain that diverges in a window is restarted at w* and the step size is
+halved and capped there. With ``num_steps`` given, warm-up runs exactly that many steps at the
+initial step size and adapts nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ._curvature import top_curvature, typical_points
+from .adaptation import convergence, metric, noise, step_size
+from .kernels import Kernel
+from .observables import LLCTrace
+from .sampling import Chains, run
+from .sampling import values as window_values
+
+__all__ = ["WarmupResult", "initial_step_size", "warmup"]
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    """Where warm-up left the chains, and what it adapted.
+
+    Attributes
+    ----------
+    state, params
+        The kernel's state and parameters for the draws.
+    llc_trace : ndarray, shape (chain, step)
+        ``nβ (L_B − L_B(w*))`` through warm-up.
+    num_steps : int
+    converged : bool
+        The convergence tests passed (True for a fixed ``num_steps``).
+    step_sizes : tuple of float
+        The step size after each update.
+    restarts : int
+        Chains restarted after diverging.
+    heating : float
+        Mean minibatch heating h compensated by ``params.noise_scale``.
+    """
+
+    state: object
+    params: object
+    llc_trace: np.ndarray
+    num_steps: int
+    converged: bool
+    step_sizes: tuple[float, ...]
+    restarts: int = 0
+    heating: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class _MetricRecorder:
+    """Feeds each step's ``∇U`` to the metric part, continuing from ``start``."""
+
+    start: metric.MetricState
+    name: str = "metric"
+
+    def init(self, num_chains):
+        return self.start
+
+    def update(self, acc, step):
+        return metric.update(acc, step.info.potential_grad, step.alive)
+
+    def finalize(self, acc, invalid, num_steps):
+        return acc
+
+
+def initial_step_size(chains: Chains, kernel: Kernel, params, vecs, gen) -> tuple[float, object]:
+    """The kernel's step for the largest curvature at w* and at posterior-typical points."""
+    pts = typical_points(chains, params.nbeta, gen)
+    kappa, vecs = top_curvature(chains, params, pts, None, vecs, iters=10)
+    at_center = params.center.expand_as(pts).clone()
+    kappa0, _ = top_curvature(chains, params, at_center, None, vecs, iters=10)
+    k = max(kappa.max().item(), kappa0.max().item(), params.localization, 1e-12)
+    return kernel.stable_step_size(k), vecs
+
+
+def _noise_variance(chains: Chains, position):
+    """One measurement of Var(∇L_B) from two minibatches per chain (None with full batches)."""
+    if chains.randomness.batch_size >= chains.potential.n:
+        return None
+    _, g1 = chains.value_and_grad(position, chains.randomness.indices())
+    _, g2 = chains.value_and_grad(position, chains.randomness.indices())
+    return noise.pair_variance(g1, g2, chains.alive())
+
+
+def warmup(
+    chains: Chains,
+    kernel: Kernel,
+    params,
+    state,
+    *,
+    adapt_step: bool,
+    adapt_metric: bool = True,
+    compensate: bool = True,
+    num_steps: int | None = None,
+    window: int = 100,
+    min_windows: int = 8,
+    max_windows: int = 100,
+    step_cap: float = math.inf,
+    progress: bool = False,
+) -> WarmupResult:
+    """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size."""
+    gen = chains.randomness.aux
+    pos = state.position
+    vecs = torch.randn(pos.shape, generator=gen, device=pos.device, dtype=pos.dtype)
+    adaptive = num_steps is None
+    adapt_metric = adapt_metric and kernel.learns_metric and adaptive
+    compensate = compensate and kernel.compensates_noise
+    if adapt_step:
+        eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)
+        steps = step_size.init(eps0, step_cap)
+    else:
+        steps = step_size.init(params.step_size)
+    params = replace(params, step_size=step_size.final(steps))
+    trace_obs = LLCTrace()
+    llc_parts: list[np.ndarray] = []
+    energy, spread = convergence.energy.init(), convergence.spread.init()
+    grads, noise_acc = metric.init(pos.shape[1], pos.device), noise.init()
+    total, converged, restarts, heating = 0, False, 0, 0.0
+    budget = num_steps if num_steps is not None else window * max_windows
+    while total < budget:
+        observables = [trace_obs] + ([_MetricRecorder(grads)] if adapt_metric else [])
+        desc = f"warm-up ε={params.step_size:.2e}"
+        first = chains.steps_done
+        state, accs = run(
+            chains, kernel, params, state, min(window, budget - total), observables,
+            progress=progress, desc=desc,
+        )  # fmt: skip
+        values = window_values(chains, observables, accs, first)
+        total += values["llc"].shape[1]
+        llc_parts.append(values["llc"])
+        energy = convergence.energy.update(energy, values["llc"])
+        grads = values.get("metric", grads)
+        dead = chains.dead()
+        if dead and adapt_step and adaptive:
+            # adaptation, not sampling: halve the step, restart those chains at w*
+            steps = step_size.halve(steps)
+            params = replace(params, step_size=step_size.final(steps))
+            restarts += len(dead)
+            chains.revive(dead)
+            continue
+        alive = np.isfinite(values["llc"]).all(axis=1)
+        if not alive.any():
+            break
+        spread = convergence.spread.update(
+            spread, ((state.position - params.center) ** 2).sum(1).double().cpu().numpy()
+        )
+        if not adaptive:
+            continue
+        if adapt_metric:
+            learned = metric.final(grads, params.localization, pos.dtype)
+            if learned is not None:
+                params = replace(params, metric=learned)
+            grads = metric.init(pos.shape[1], pos.device)
+        if adapt_step:
+            precond = kernel.preconditioner(state, params)
+            kappa, vecs = top_curvature(chains, params, state.position, precond, vecs, iters=3)
+            # the stiffest chain sets the step (a median rule let single chains run into regions
+            # where it was unstable: quartic potentials have near-zero curvature at w*)
+            k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
+            steps = step_size.update(steps, k, kernel.stable_step_size, params.localization)
+            params = replace(params, step_size=step_size.final(steps))
+        if compensate:
+            noise_acc = noise.update(noise_acc, _noise_variance(chains, state.position))
+            params, heating = _compensated(params, noise_acc)
+        if (
+            len(llc_parts) >= min_windows
+            and (steps.settled or not adapt_step)
+            and convergence.energy.final(energy)
+            and convergence.spread.final(spread)
+        ):
+            converged = True
+            break
+    if compensate:  # for the final step and metric (a restart may have halved the step)
+        params, heating = _compensated(params, noise_acc)
+    return WarmupResult(
+        state=state,
+        params=params,
+        llc_trace=np.concatenate(llc_parts, axis=1)
+        if llc_parts
+        else np.zeros((chains.num_chains, 0)),
+        num_steps=total,
+        converged=converged or not adaptive,
+        restarts=restarts,
+        step_sizes=steps.history,
+        heating=heating,
+    )
+
+
+def _compensated(params, noise_acc):
+    scale, heating = noise.final(noise_acc, params.step_size, params.nbeta, params.metric)
+    if scale is None:
+        return params, heating
+    return replace(params, noise_scale=scale.to(params.center.dtype)), heating
