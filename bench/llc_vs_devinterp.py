@@ -13,16 +13,23 @@ where arithmetic dominates.
 Accuracy: devinterp with one globally tuned setting (ε = 1e-4, γ = 10, batch 500, 8 × 2000 steps)
 against this package's default call, on the realizable suite of ``python -m llc validate``.
 
-Run: ``python bench/llc_vs_devinterp.py [--quick] [--steps 1000]``
+Run: ``python bench/llc_vs_devinterp.py [--quick] [--steps 1000] [--baseline DIR]``
+
+``--baseline DIR`` also times the ``llc`` package found in DIR (an older checkout, e.g.
+``git worktree add /tmp/old <commit>``) on the same calls, in the same run, and prints the ratio
+(old time / new time) for both paths: the way to show that a change made nothing slower.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import itertools
 import math
+import sys
 import time
+from pathlib import Path
 
 import torch
 from devinterp.optim import SGMCMC
@@ -86,6 +93,18 @@ def devinterp_llc(model, data, *, chains, steps, batch, eps, gamma, nbeta, seed=
     return sum(per_chain) / len(per_chain)
 
 
+def load_baseline(folder: str):
+    """The ``llc`` package of another checkout, imported as ``llc_baseline``."""
+    init = Path(folder) / "llc" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "llc_baseline", init, submodule_search_locations=[str(init.parent)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["llc_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def matmul_rate(size: int = 1024, reps: int = 20) -> float:
     """Measured fp32 matmul rate of this machine in GFLOP/s."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -107,7 +126,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--baseline", help="folder of an older checkout to time side by side")
     args = parser.parse_args()
+    base = load_baseline(args.baseline) if args.baseline else None
     models = [m for m in SUITE if m.widths and (m.quick or not args.quick)]
 
     rate = matmul_rate()
@@ -117,6 +138,7 @@ def main() -> None:
         f"{'model':<24}{'d':>8}{'devinterp s':>12}{'(indexed) s':>12}{'ours s':>8}"
         f"{'speed-up':>10}{'(indexed)':>10}{'GFLOP/s':>9}{'% matmul':>9}"
         f"{'generic s':>10}{'speed-up':>10}"
+        + (f"{'old s':>8}{'old/new':>8}{'old gen s':>10}{'old/new':>8}" if base else "")
     )
     print(head)
     print("-" * len(head))
@@ -154,13 +176,24 @@ def main() -> None:
         t0 = time.perf_counter()
         llc.estimate_llc(Generic(model), data, **ours)
         t_gen = time.perf_counter() - t0
+        old = ""
+        if base is not None:
+            t0 = time.perf_counter()
+            base.estimate_llc(model, data, **ours)
+            t_old = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            base.estimate_llc(Generic(model), data, **ours)
+            t_old_gen = time.perf_counter() - t0
+            old = (
+                f"{t_old:>8.2f}{t_old / t_ours:>7.2f}×{t_old_gen:>10.2f}{t_old_gen / t_gen:>7.2f}×"
+            )
         d = sum(p.numel() for p in model.parameters())
         flops = 6.0 * args.chains * args.batch * d * steps  # forward 2·B·d, backward ≈ 4·B·d
         gf = flops / t_ours / 1e9
         print(
             f"{name:<24}{d:>8}{t_dev:>12.2f}{t_idx:>12.2f}{t_ours:>8.2f}{t_dev / t_ours:>9.1f}×"
             f"{t_idx / t_ours:>9.1f}×{gf:>9.1f}{100 * gf / rate:>8.0f}%"
-            f"{t_gen:>10.2f}{t_dev / t_gen:>9.1f}×",
+            f"{t_gen:>10.2f}{t_dev / t_gen:>9.1f}×" + old,
             flush=True,
         )
     if args.speed_only:

@@ -23,24 +23,10 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from theory.models import random_mlp  # noqa: E402
 from theory.polytopes import enumerate_regions, region_bounds  # noqa: E402
-
-
-def mlp(widths, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        lin = nn.Linear(a, b)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g) / a**0.5)
-            lin.bias.copy_(0.5 * torch.randn(b, generator=g))
-        layers.append(lin)
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers).double()
 
 
 def run(model, d, **kw):
@@ -57,7 +43,7 @@ def table_2d(widths, depths, lp_cap):
     for depth in depths:
         for w in widths:
             arch = [2] + [w] * depth
-            model = mlp(arch + [1])
+            model = random_mlp(arch + [1])
             ep, tp = run(model, 2, method="polygon")
             if len(ep) <= lp_cap:
                 el, tl = run(model, 2, method="lp")
@@ -78,7 +64,7 @@ def table_3d(widths, depths):
     print("|---|---|---|---|---|---|---|---|---|")
     for depth in depths:
         for w in widths:
-            model = mlp([3] + [w] * depth + [1])
+            model = random_mlp([3] + [w] * depth + [1])
             e1, t1 = run(model, 3)
             e2, t2 = run(model, 3, bbox_lp=True)
             assert len(e1) == len(e2)
@@ -96,7 +82,7 @@ def table_3d(widths, depths):
 
 def target(arch):
     print(f"\n## Target: >= 10^4 regions of a 2-D input net, architecture {arch}")
-    model = mlp(arch + [1])
+    model = random_mlp(arch + [1])
     print("| method | regions | seconds | LPs | regions/s |")
     print("|---|---|---|---|---|")
     for method in ("polygon", "lp"):

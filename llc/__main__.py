@@ -1,4 +1,5 @@
-"""Command line: ``python -m llc validate [--quick] [--noisy] [--n N] [--out DIR]``."""
+"""Command line: ``python -m llc validate [--quick] [--noisy] [--n N] [--seed S] [--sampler K]
+[--out DIR]``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _validate(args: argparse.Namespace) -> int:
             if noise
             else "y = teacher(x), at the teacher"
         )
-        print(f"\n{label} suite: n = {args.n}, labels {where}")
+        print(f"\n{label} suite: n = {args.n}, labels {where}, sampler {args.sampler}")
         print(HEADER)
         rows = run_suite(
             models,
@@ -33,6 +34,7 @@ def _validate(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=args.progress,
             echo=lambda line: print(line, flush=True),
+            sampler=args.sampler,
         )
         print()
         print(format_table(rows))
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--sampler", default="sgld", help="the kernel: sgld (default), rmsprop_sgld or sgnht"
+    )
     v.add_argument("--out", default="validate_out", help="folder for the PNG figures")
     v.add_argument("--progress", action="store_true", help="show progress bars")
     args = parser.parse_args(argv)

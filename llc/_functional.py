@@ -117,7 +117,7 @@ class FlatModel:
         return vmap(mean_loss, in_dims=(0, 0, 0), randomness="different")
 
     def batched_per_sample_loss(self, loss: LossFn) -> Callable[..., torch.Tensor]:
-        """``(W, X, Y) -> per-sample losses (C, m)``: chains ``W: (C, D)``, shared ``X: (m, ...)``."""
+        """``(W, X, Y) -> per-sample losses (C, m)``, chains ``W: (C, D)``, shared ``X: (m, …)``."""
 
         def per_sample(flat, x, y):
             return self.per_sample_loss(flat, x, y, loss)

@@ -35,10 +35,13 @@ __all__ = [
 ]
 
 
-def _trace(rows: list[torch.Tensor], invalid, num_chains: int) -> np.ndarray:
+def _stack(rows: list[torch.Tensor], num_chains: int) -> torch.Tensor:
     if not rows:
-        return np.zeros((num_chains, 0))
-    out = torch.stack(rows, dim=1).cpu().numpy()
+        return torch.zeros((num_chains, 0), dtype=torch.float64)
+    return torch.stack(rows, dim=1).to(torch.float64)
+
+
+def _mask(out: np.ndarray, invalid) -> np.ndarray:
     for c, start in enumerate(invalid):
         if start is not None:  # values recorded after a chain diverged carry no information
             out[c, start:] = np.nan
@@ -59,7 +62,11 @@ class Observable(Protocol):
 
 @dataclass(frozen=True)
 class Trace:
-    """Base of the per-step traces: ``value(step)`` of shape (chain,) recorded at every step."""
+    """Base of the per-step traces: ``value(step)`` of shape (chain,) kept at every step.
+
+    ``value`` should only pick tensors out of the step: conversion to float64 happens once, in
+    ``finalize``, so that recording costs nothing per step.
+    """
 
     name: str = "trace"
 
@@ -74,13 +81,16 @@ class Trace:
         raise NotImplementedError
 
     def finalize(self, acc, invalid, num_steps: int) -> np.ndarray:
-        """The trace, shape (chain, draw), NaN where a chain had diverged."""
-        return _trace(acc[1], invalid, acc[0])
+        """The trace, shape (chain, draw), float64, NaN where a chain had diverged."""
+        return _mask(_stack(acc[1], acc[0]).cpu().numpy(), invalid)
 
 
 @dataclass(frozen=True)
 class LLCTrace(Trace):
     """``nβ (L_B(w_t) − L_B(w*))``, the control-variate draws whose mean is λ̂ [1]_.
+
+    The difference is taken in float64: ``L_B(w) − L_B(w*)`` is a difference of nearly equal
+    numbers.
 
     References
     ----------
@@ -89,8 +99,19 @@ class LLCTrace(Trace):
 
     name: str = "llc"
 
-    def value(self, step) -> torch.Tensor:
-        return (step.loss.to(torch.float64) - step.loss_center.to(torch.float64)) * step.nbeta
+    def init(self, num_chains: int):
+        return (num_chains, [], [], [1.0])
+
+    def update(self, acc, step):
+        acc[1].append(step.loss)
+        acc[2].append(step.loss_center)
+        acc[3][0] = step.nbeta
+        return acc
+
+    def finalize(self, acc, invalid, num_steps: int) -> np.ndarray:
+        num_chains, loss, center, (nbeta,) = acc
+        excess = (_stack(loss, num_chains) - _stack(center, num_chains)).cpu().numpy()
+        return _mask(nbeta * excess, invalid)
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ class LossTrace(Trace):
     name: str = "loss"
 
     def value(self, step) -> torch.Tensor:
-        return step.loss.to(torch.float64)
+        return step.loss
 
 
 @dataclass(frozen=True)

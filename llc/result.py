@@ -137,13 +137,15 @@ class LLCResult:
             "sampler": self.sampler,
             "scheme": self.scheme,
         }
-        return xr.DataTree.from_dict(
+        tree = xr.DataTree.from_dict(
             {
                 "posterior": group(posterior),
                 "sample_stats": group(stats),
                 "warmup_posterior": group({"llc": self.warmup_llc}),
             }
-        ).assign_attrs(attrs)
+        )
+        tree.attrs.update(attrs)
+        return tree
 
     def __str__(self) -> str:
         return self.summary()

@@ -7,9 +7,10 @@
 The loop draws each step's minibatch and noise from the chains' own generators
 (:class:`llc._randomness.ChainRandomness`), evaluates ``L_B`` and ``∇L_B`` for all chains in one
 batched call, hands both to the pure kernel, and gives every observable a :class:`Step`. Every
-``mala_every`` steps the next step reuses the minibatch, which yields a MALA acceptance for
-Langevin kernels. Every ``check_every`` steps it looks for diverged chains, resets them to w* and
-records when and why (see :class:`Chains`).
+``mala_every`` steps (counted since the chains started, so a run split in two calls gives the
+same draws unless the split falls inside a pair) the next step reuses the minibatch, which
+yields a MALA acceptance for Langevin kernels. Every ``check_every`` steps it looks for diverged
+chains, resets them to w* and records when and why (see :class:`Chains`).
 """
 
 from __future__ import annotations
@@ -126,12 +127,13 @@ class Chains:
             self.diverged_why[c] = ""
 
     def check(self, kernel: Kernel, params, state, loss, excess, nbeta: float):
-        """Flag chains with a non-finite loss or position, or a runaway loss; reset them to w*."""
+        """Flag chains with a non-finite loss or position, or a runaway loss; reset every flagged
+        chain to w* (a dead chain keeps stepping, and is reset again at each check)."""
         bad_value = ~torch.isfinite(loss) | ~torch.isfinite(state.position).all(dim=1)
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
         runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
         bad = (bad_value | runaway).tolist()
-        if not any(b and d is None for b, d in zip(bad, self.diverged_at)):
+        if not any(bad):
             return state
         for c, b in enumerate(bad):
             if b and self.diverged_at[c] is None:
@@ -207,7 +209,7 @@ def run(
                 getattr(params, "noise_scale", None),
             ).to(torch.float64)
             pending = None
-        elif mala_every and (t + 1) % mala_every == 0 and t + 1 < num_steps:
+        elif mala_every and (chains.steps_done + 1) % mala_every == 0 and t + 1 < num_steps:
             g = info.precond.expand_as(state.position) if info.precond is not None else None
             u = _energy(params, state.position, loss)
             pending = (state.position, u, info.potential_grad, g)

@@ -25,6 +25,7 @@ __all__ = [
     "TanhUnit",
     "dead_unit_relu_net",
     "normal_form_teacher",
+    "random_mlp",
     "teacher_student_data",
 ]
 
@@ -184,6 +185,40 @@ class TanhUnit(nn.Module):
         from fractions import Fraction
 
         return LearningCoefficient(Fraction(1, 2), 2)
+
+
+def random_mlp(
+    widths,
+    seed: int = 0,
+    *,
+    act: type[nn.Module] = nn.ReLU,
+    bias_scale: float = 0.5,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Sequential:
+    """An ``nn.Sequential`` MLP with Gaussian weights ``N(0, 1/fan_in)`` and biases
+    ``N(0, bias_scale²)``, activation ``act`` between layers: the generic ReLU network of the
+    polytope tests and benchmarks.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Layer widths from input to output.
+    seed : int
+    act : nn.Module subclass
+    bias_scale : float
+    dtype : torch.dtype
+    """
+    g = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lin = nn.Linear(a, b)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g) / a**0.5)
+            lin.bias.copy_(bias_scale * torch.randn(b, generator=g))
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers).to(dtype)
 
 
 def dead_unit_relu_net() -> tuple[nn.Sequential, tuple[torch.Tensor, torch.Tensor]]:

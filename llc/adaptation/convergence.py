@@ -47,8 +47,8 @@ def energy_stationary(ex: np.ndarray) -> bool:
     if ex.shape[0] == 0:
         return True
     half = ex[:, t // 2 :]
-    e = ess(half)
-    tau = half.size / e / half.shape[0] if e > 0 else math.inf
+    e = ess(half)  # over all chains
+    tau = half.size / e if e > 0 else math.inf  # integrated autocorrelation time, in steps
     if t < RELAXATION_TIMES * tau:
         return False
     # The trace rises from 0 at w*: ask for four times the time it took to reach 90 % of its

@@ -40,9 +40,9 @@ def projected(warmup_trace: np.ndarray, max_draws: int) -> int:
     lam = abs(half.mean())
     if not (e > 0 and lam > 0):
         return max_draws
-    draws_per_ess = half.size / e / half.shape[0]  # steps per effective draw, per chain
+    tau = half.size / e  # steps per effective draw in each chain (e counts all chains)
     need_ess = (half.std(ddof=1) / (REL_MCSE * lam)) ** 2
-    draws = int(math.ceil(need_ess * draws_per_ess / half.shape[0]))
+    draws = int(math.ceil(need_ess * tau / half.shape[0]))
     return int(min(max(draws, MIN_DRAWS), max_draws))
 
 

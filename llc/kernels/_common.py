@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -40,7 +38,6 @@ def check_positions(position: torch.Tensor, center: torch.Tensor) -> None:
         )
 
 
-@dataclass(frozen=True)
 class StepInfo:
     """What one step exposes to the loop and the observables.
 
@@ -56,16 +53,21 @@ class StepInfo:
         ``∇U(w_t)``, computed on first access (the update itself does not materialise it).
     """
 
-    position: torch.Tensor
-    grad: torch.Tensor
-    nbeta: float
-    localization: float
-    center: torch.Tensor
-    precond: torch.Tensor | None
+    # a plain class with slots: one is made every step, and a frozen dataclass costs more
+    __slots__ = ("position", "grad", "nbeta", "localization", "center", "precond", "_grad_u")
 
-    @cached_property
+    def __init__(self, position, grad, nbeta, localization, center, precond):
+        self.position, self.grad, self.precond = position, grad, precond
+        self.nbeta, self.localization, self.center = nbeta, localization, center
+        self._grad_u = None
+
+    @property
     def potential_grad(self) -> torch.Tensor:
-        return potential_grad(self.position, self.center, self.grad, self.nbeta, self.localization)
+        if self._grad_u is None:
+            self._grad_u = potential_grad(
+                self.position, self.center, self.grad, self.nbeta, self.localization
+            )
+        return self._grad_u
 
 
 def step_info(position, grad, params, precond) -> StepInfo:

@@ -13,7 +13,7 @@ from torch import nn
 import llc
 from llc.bounds import hessian_bounds
 from theory.exact import normal_crossing, regular
-from theory.free_energy import free_energy_curve, localized_llc, potential_from_model
+from theory.free_energy import free_energy_curve, localized_llc
 from theory.models import normal_form_teacher, teacher_student_data
 
 Z = 3.5  # tolerance in standard errors
@@ -73,7 +73,7 @@ def test_weight_refined_normal_crossing_frozen_coordinate():
     x = torch.randn(1000, 1, generator=torch.Generator().manual_seed(2))
     data = (x, torch.zeros(1000, 1))
     model = SplitNormalCrossing()
-    pot = potential_from_model(model, data, params=["w1", "w2"])
+    pot = llc.Potential(model, data, params=["w1", "w2"], dtype=torch.float64).excess_loss()
     assert pot.names == ("w1", "w2")
     w = np.random.default_rng(0).uniform(-1, 1, (64, 2))
     m2 = float((x.double() ** 2).mean())

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import llc
-from theory.free_energy import free_energy_curve, localized_llc, potential_from_model
+from theory.free_energy import free_energy_curve, localized_llc
 
 N = 1000
 NBETA = N / math.log(N)
@@ -71,7 +71,8 @@ def _estimate(model, data, seed, **kw):
 
 
 def _oracle(model, data, loss):
-    return localized_llc(potential_from_model(model, data, loss=loss), NBETA, localization=1.0)
+    k = llc.Potential(model, data, loss=loss, dtype=torch.float64).excess_loss()
+    return localized_llc(k, NBETA, localization=1.0)
 
 
 @pytest.mark.slow
@@ -81,8 +82,8 @@ def test_equal_in_realizable_zero_residual_mse():
     model = LinearPlusSquare()
     with torch.no_grad():
         y = model(x)  # realizable, zero residual
-    pot_l = potential_from_model(model, (x, y))
-    pot_b = potential_from_model(model, x, loss="behavioral")
+    pot_l = llc.Potential(model, (x, y), dtype=torch.float64).excess_loss()
+    pot_b = llc.Potential(model, x, loss="behavioral", dtype=torch.float64).excess_loss()
     w = np.random.default_rng(0).normal(size=(100, 2))
     np.testing.assert_allclose(pot_l(w), pot_b(w), rtol=1e-12)  # the same K
     oracle = localized_llc(pot_l, NBETA, localization=1.0)

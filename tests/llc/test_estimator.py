@@ -13,16 +13,6 @@ import llc
 FAST = {"num_burnin": 20, "num_draws": 30, "step_size": 1e-4, "progress": False, "num_chains": 3}
 
 
-@pytest.fixture
-def problem():
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 2))
-    x = torch.randn(200, 3, generator=gen)
-    with torch.no_grad():
-        y = model(x) + 0.1 * torch.randn(200, 2, generator=gen)
-    return model, x, y
-
-
 def test_result_fields_and_shapes(problem):
     model, x, y = problem
     res = llc.estimate_llc(model, (x, y), **FAST)
@@ -273,10 +263,10 @@ def test_divergence_in_the_draws_repeats_warmup_at_a_smaller_step(problem, monke
 
     def too_large_first(*args, **kwargs):
         warm = original(*args, **kwargs)
-        calls.append(kwargs["eps_cap"])
+        calls.append(kwargs["step_cap"])
         if len(calls) == 1:
-            bad = replace(warm.config, step_size=50 * warm.config.step_size)
-            return replace(warm, config=bad)
+            bad = replace(warm.params, step_size=50 * warm.params.step_size)
+            return replace(warm, params=bad)
         return warm
 
     monkeypatch.setattr(est, "warmup", too_large_first)

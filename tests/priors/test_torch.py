@@ -5,11 +5,12 @@ import math
 import pytest
 import sympy as sp
 import torch
-from _priors_cases import NUMERIC
 
 import priors
 from priors import Penalty
 from priors._torch_compile import compile_torch, log_expint1
+
+from ._priors_cases import NUMERIC
 
 A = sp.Symbol("a", real=True)
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from theory.models import random_mlp
 from theory.polytopes import (
     activation_codes,
     boundaries_crossed,
@@ -13,20 +14,6 @@ from theory.polytopes import (
     local_affine_map,
     polytope_density,
 )
-
-
-def mlp(widths, seed, act=nn.ReLU, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        lin = nn.Linear(a, b)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g) / a**0.5)
-            lin.bias.copy_(0.5 * torch.randn(b, generator=g))
-        layers.append(lin)
-        if i < len(widths) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers).to(dtype)
 
 
 def hook_codes(model, x):
@@ -42,7 +29,7 @@ def hook_codes(model, x):
 @pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.PReLU])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_codes_and_local_map_match_forward(act, seed):
-    model = mlp([3, 7, 5, 6, 2], seed, act=act)
+    model = random_mlp([3, 7, 5, 6, 2], seed, act=act)
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(10 + seed), dtype=torch.float64)
     codes = activation_codes(model, x)
     ref, y = hook_codes(model, x)
@@ -64,7 +51,7 @@ def test_codes_and_local_map_match_forward(act, seed):
 
 
 def test_single_point_float32_nested_and_modulelist():
-    inner = mlp([2, 4, 3], 3, dtype=torch.float32)
+    inner = random_mlp([2, 4, 3], 3, dtype=torch.float32)
     model = nn.Sequential(nn.Sequential(inner[0], inner[1]), nn.Identity(), inner[2])
     x = torch.tensor([0.3, -0.7])
     c = activation_codes(model, x)
@@ -76,7 +63,7 @@ def test_single_point_float32_nested_and_modulelist():
 
 
 def test_library_leaves_model_and_rng_alone():
-    model = mlp([2, 5, 5, 1], 0).train()
+    model = random_mlp([2, 5, 5, 1], 0).train()
     before = [p.clone() for p in model.parameters()]
     state = torch.get_rng_state()
     x = torch.randn(10, 2, dtype=torch.float64)
@@ -110,7 +97,7 @@ def _exit_time_bisection(model, x, u, t_max=50.0, iters=80):
     "seed,widths", [(0, [2, 8, 8, 1]), (1, [5, 10, 6, 3]), (2, [3, 6, 6, 6, 2])]
 )
 def test_distance_to_boundary_matches_bisection(seed, widths):
-    model = mlp(widths, seed)
+    model = random_mlp(widths, seed)
     g = torch.Generator().manual_seed(100 + seed)
     x = torch.randn(6, widths[0], generator=g, dtype=torch.float64)
     dist, idx = distance_to_boundary(model, x, return_index=True)
@@ -139,7 +126,7 @@ def test_distance_to_boundary_matches_bisection(seed, widths):
     "seed,widths", [(0, [2, 10, 10, 1]), (1, [3, 12, 8, 8, 2]), (2, [2, 6, 1])]
 )
 def test_boundaries_crossed_matches_dense_sampling(seed, widths):
-    model = mlp(widths, seed)
+    model = random_mlp(widths, seed)
     g = torch.Generator().manual_seed(200 + seed)
     x0 = 2 * torch.randn(widths[0], generator=g, dtype=torch.float64)
     x1 = 2 * torch.randn(widths[0], generator=g, dtype=torch.float64)
@@ -168,7 +155,7 @@ def test_boundaries_crossed_matches_dense_sampling(seed, widths):
 
 
 def test_polytope_density_sums_segments():
-    model = mlp([2, 10, 10, 1], 4)
+    model = random_mlp([2, 10, 10, 1], 4)
     path = torch.tensor([[-2.0, -2.0], [0.0, 1.0], [2.0, 2.0], [2.5, -1.0]], dtype=torch.float64)
     pd = polytope_density(model, path)
     per = [boundaries_crossed(model, a, b).n_crossings for a, b in zip(path[:-1], path[1:])]
@@ -179,7 +166,7 @@ def test_polytope_density_sums_segments():
 
 
 def test_count_regions_histogram():
-    model = mlp([2, 6, 6, 1], 5)
+    model = random_mlp([2, 6, 6, 1], 5)
     x = torch.randn(500, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     rc = count_regions(model, x)
     codes = activation_codes(model, x)
@@ -192,7 +179,7 @@ def test_plots_return_figures():
     import matplotlib
 
     matplotlib.use("Agg")
-    model = mlp([2, 6, 6, 1], 5)
+    model = random_mlp([2, 6, 6, 1], 5)
     x = torch.randn(100, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     assert count_regions(model, x).plot() is not None
     assert polytope_density(model, x[:5]).plot() is not None
@@ -219,7 +206,7 @@ def test_bad_activation_errors(layer, match):
 
 
 def test_bad_shapes_errors():
-    model = mlp([2, 3, 1], 0)
+    model = random_mlp([2, 3, 1], 0)
     with pytest.raises(ValueError, match="x has input dimension 3"):
         activation_codes(model, torch.zeros(4, 3))
     with pytest.raises(ValueError, match="x must have shape"):

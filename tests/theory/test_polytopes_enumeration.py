@@ -9,6 +9,7 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
+from theory.models import random_mlp
 from theory.polytopes import (
     activation_codes,
     arrangement_regions,
@@ -20,20 +21,6 @@ from theory.polytopes import (
     plot_regions_2d,
     region_bounds,
 )
-
-
-def mlp(widths, seed, act=nn.ReLU, bias=0.5):
-    g = torch.Generator().manual_seed(seed)
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        lin = nn.Linear(a, b)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g) / a**0.5)
-            lin.bias.copy_(bias * torch.randn(b, generator=g))
-        layers.append(lin)
-        if i < len(widths) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers).double()
 
 
 def vertex_box(model):
@@ -79,7 +66,7 @@ def check_partition(enum, model):
 @pytest.mark.parametrize("n,d", [(3, 1), (7, 1), (6, 2), (12, 2), (4, 3), (7, 3)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_one_layer_general_position_counts(n, d, seed):
-    model = mlp([d, n, 1], seed)
+    model = random_mlp([d, n, 1], seed)
     M = vertex_box(model)
     lo, hi = -M * np.ones(d), M * np.ones(d)
     methods = ["lp", "polygon"] if d == 2 else ["lp"]
@@ -94,7 +81,7 @@ def test_one_layer_general_position_counts(n, d, seed):
 
 @pytest.mark.parametrize("n,d", [(5, 2), (9, 2), (4, 3), (6, 3)])
 def test_central_arrangement_counts(n, d):
-    model = mlp([d, n, 1], n + d, bias=0.0)
+    model = random_mlp([d, n, 1], n + d, bias_scale=0.0)
     enum = enumerate_regions(model, -np.ones(d), np.ones(d), progress=False)
     assert (
         len(enum) == central_arrangement_regions(n, d) == 2 * sum(comb(n - 1, i) for i in range(d))
@@ -104,7 +91,7 @@ def test_central_arrangement_counts(n, d):
 
 @pytest.mark.parametrize("n", [1, 5, 20])
 def test_one_dimensional_input_gives_n_plus_one(n):
-    model = mlp([1, n, 2], n)
+    model = random_mlp([1, n, 2], n)
     M = vertex_box(model)
     enum = enumerate_regions(model, [-M], [M], progress=False)
     assert len(enum) == n + 1
@@ -115,7 +102,7 @@ def test_one_dimensional_input_gives_n_plus_one(n):
     "seed,widths", [(0, [1, 8, 8, 1]), (1, [1, 6, 6, 6, 2]), (2, [1, 12, 5, 1])]
 )
 def test_deep_1d_matches_walk_and_sampling(seed, widths):
-    model = mlp(widths, seed)
+    model = random_mlp(widths, seed)
     lo, hi = -3.0, 3.0
     enum = enumerate_regions(model, [lo], [hi], progress=False)
     check_partition(enum, model)
@@ -143,7 +130,7 @@ def test_deep_1d_matches_walk_and_sampling(seed, widths):
     ],
 )
 def test_deep_2d_matches_sampling_and_bounds(seed, widths, act):
-    model = mlp(widths, seed, act=act)
+    model = random_mlp(widths, seed, act=act)
     lo, hi = np.array([-2.0, -2.0]), np.array([2.0, 2.0])
     e_poly = enumerate_regions(model, lo, hi, method="polygon", progress=False)
     e_lp = enumerate_regions(model, lo, hi, method="lp", progress=False)
@@ -163,7 +150,7 @@ def test_deep_2d_matches_sampling_and_bounds(seed, widths, act):
 
 
 def test_deep_3d_lp_consistency():
-    model = mlp([3, 6, 5, 1], 7)
+    model = random_mlp([3, 6, 5, 1], 7)
     lo, hi = -2 * np.ones(3), 2 * np.ones(3)
     e1 = enumerate_regions(model, lo, hi, progress=False)
     e2 = enumerate_regions(model, lo, hi, bbox_lp=True, lp_backend="linprog", progress=False)
@@ -177,7 +164,7 @@ def test_deep_3d_lp_consistency():
 
 
 def test_max_regions_truncates():
-    model = mlp([2, 8, 8, 1], 0)
+    model = random_mlp([2, 8, 8, 1], 0)
     enum = enumerate_regions(model, [-2, -2], [2, 2], max_regions=5, progress=False)
     assert len(enum) == 5 and enum.truncated
 
@@ -224,7 +211,7 @@ def test_plot_regions_2d():
     import matplotlib
 
     matplotlib.use("Agg")
-    model = mlp([2, 6, 6, 1], 1)
+    model = random_mlp([2, 6, 6, 1], 1)
     fig = plot_regions_2d(model, [-2, -2], [2, 2], color_by="n_active")
     enum = enumerate_regions(model, [-2, -2], [2, 2], progress=False)
     assert len(fig.axes[0].collections[0].get_paths()) == len(enum)
@@ -232,7 +219,7 @@ def test_plot_regions_2d():
 
 
 def test_bad_box_and_options():
-    model = mlp([2, 4, 1], 0)
+    model = random_mlp([2, 4, 1], 0)
     with pytest.raises(ValueError, match="lower must be < upper"):
         enumerate_regions(model, [0, 1], [1, 1])
     with pytest.raises(ValueError, match="lower/upper have dimension 3"):
@@ -240,7 +227,7 @@ def test_bad_box_and_options():
     with pytest.raises(ValueError, match="lower and upper must be 1-D"):
         enumerate_regions(model, [0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="method"):
-        enumerate_regions(mlp([3, 4, 1], 0), [0, 0, 0], [1, 1, 1], method="polygon")
+        enumerate_regions(random_mlp([3, 4, 1], 0), [0, 0, 0], [1, 1, 1], method="polygon")
     with pytest.raises(ValueError, match="tol"):
         enumerate_regions(model, [0, 0], [1, 1], tol=0)
     with pytest.raises(TypeError, match="model"):

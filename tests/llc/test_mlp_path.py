@@ -9,6 +9,8 @@ from llc._data import _cross_entropy, _kl, _mse
 from llc._functional import FlatModel
 from llc._mlp import mlp_plan
 
+from ._models import CustomForward
+
 ACTIVATIONS = [
     nn.ReLU(),
     nn.LeakyReLU(0.1),
@@ -143,17 +145,6 @@ def test_refined_llc_of_an_mlp_takes_the_generic_path():
     assert mlp_plan(flat.module, flat.names, flat.frozen) is None
 
 
-class _Wrapped(nn.Module):
-    """The same network behind a custom forward: it takes the generic path."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
-
-
 def test_estimates_agree_between_paths():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
@@ -163,5 +154,5 @@ def test_estimates_agree_between_paths():
         progress=False, batch_size=32,
     )
     a = llc.estimate_llc(model, (x, y), **kw)
-    b = llc.estimate_llc(_Wrapped(model), (x, y), **kw)
+    b = llc.estimate_llc(CustomForward(model), (x, y), **kw)
     assert abs(a.mean - b.mean) <= 1e-8 * max(1.0, abs(a.mean))

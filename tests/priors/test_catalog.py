@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
-from _priors_cases import NUMERIC
 from scipy import integrate, stats
 
 import priors
 from priors import ImproperPriorError, Penalty, Prior
 from priors.prior import NUMPY_MODULES
+
+from ._priors_cases import NUMERIC
 
 A = sp.Symbol("a", real=True)
 

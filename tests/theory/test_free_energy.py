@@ -1,29 +1,24 @@
-"""Quadrature free energy: closed forms, slopes against exact λ, and the estimator check."""
+"""Quadrature free energy: closed forms and slopes against exact λ.
+
+The estimator is checked against this quadrature in ``tests/llc/test_potential.py``.
+"""
 
 from __future__ import annotations
-
-import math
-import warnings
 
 import matplotlib
 import numpy as np
 import pytest
-import torch
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammainc
-from torch import nn
 
-import llc
 from theory.exact import normal_crossing
 from theory.free_energy import (
     FreeEnergyCurve,
     free_energy,
     free_energy_curve,
     localized_llc,
-    potential_from_model,
 )
-from theory.models import NormalCrossingModel, TanhUnit
 
 matplotlib.use("Agg")
 
@@ -78,16 +73,6 @@ def test_gaussian_prior_closed_form():
         assert got == pytest.approx(want, rel=1e-6)  # quadrature accuracy ~1e-7
 
 
-def test_potential_from_model_matches_formula():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 1, generator=g)
-    pot = potential_from_model(NormalCrossingModel((1, 2)), (x, torch.zeros(200, 1)))
-    w = np.random.default_rng(0).uniform(-1, 1, (50, 2))
-    want = 0.5 * w[:, 0] ** 2 * w[:, 1] ** 4 * float((x.double() ** 2).mean())
-    np.testing.assert_allclose(pot(w), want, rtol=1e-12)
-    assert pot.dim == 2 and pot.names == ("w",) and pot.n == 200
-
-
 # ---- slopes against exact λ ---------------------------------------------------------------------
 
 
@@ -136,64 +121,10 @@ def test_slope_tanh_unit_and_regular():
     assert isinstance(tanh, FreeEnergyCurve)
 
 
-# ---- independent check of the estimator --------------------------------------------------------
-
-
-def _data(seed, d_in=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1000, d_in, generator=g)
-    return x, torch.zeros(1000, 1)
-
-
-def _regular():
-    m = nn.Linear(2, 1, bias=False)
-    nn.init.zeros_(m.weight)
-    g = torch.Generator().manual_seed(7)
-    x = torch.randn(1000, 2, generator=g) @ torch.tensor([[1.0, 0.3], [0.0, 0.8]])
-    return m, (x, torch.zeros(1000, 1))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name, gamma, seed",
-    # γ = 4 for the normal crossings: with γ ≤ 1 the chains reach |w| ~ 3 along the flat axes,
-    # where the curvature is ~1e4; the oracle is computed at the same γ, so the check is exact.
-    [("nc12", 4.0, 0), ("nc11", 4.0, 1), ("tanh", 1.0, 2), ("regular", 1.0, 3)],
-)
-def test_estimator_matches_quadrature(name, gamma, seed):
-    if name == "regular":
-        model, data = _regular()
-    elif name == "tanh":
-        model, data = TanhUnit(), _data(seed)
-    else:
-        model, data = NormalCrossingModel((1, 2) if name == "nc12" else (1, 1)), _data(seed)
-    n = data[0].shape[0]
-    oracle = localized_llc(potential_from_model(model, data), n / math.log(n), localization=gamma)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # ε given for the normal crossings: the adapted default can diverge on them (reported)
-        step = 1e-3 if name.startswith("nc") else None
-        r = llc.estimate_llc(
-            model,
-            data,
-            localization=gamma,
-            num_chains=4,
-            max_draws=3000,
-            seed=seed,
-            progress=False,
-            step_size=step,
-        )
-    assert abs(r.mean - oracle) <= 3.5 * r.mcse, (name, r.mean, oracle, r.mcse)
-
-
 # ---- bad input ----------------------------------------------------------------------------------
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="model must have 1 to 3"):
-        potential_from_model(nn.Linear(4, 1, bias=False), (torch.randn(5, 4), torch.zeros(5, 1)))
-    with pytest.raises(ValueError, match="params"):
-        potential_from_model(nn.Linear(1, 1), (torch.randn(5, 1), torch.zeros(5, 1)), params=["x"])
     with pytest.raises(ValueError, match="potential must have 1 to 3"):
         free_energy(lambda w: w.sum(1), 10.0, center=np.zeros(4))
     with pytest.raises(ValueError, match="center is required"):
