@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ._data import LossFn
-from ._randomness import ChainRandomness, chain_seeds
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
 from .kernels import Kernel, get_kernel
@@ -112,7 +111,7 @@ def _draw(chains, kernel, warm: WarmupResult, s: LLCSettings, max_draws: int, re
         )  # fmt: skip
         llc = values(chains, obs[:1], accs[:1], first)["llc"]
         plan = draws.update(plan, llc[:, plan.total :])
-        if retry and chains.dead():
+        if retry and chains.diverged():
             break
     return state, values(chains, obs, accs, first)
 
@@ -134,7 +133,7 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
         )  # fmt: skip
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
         state, drawn = _draw(chains, kernel, warm, s, max_draws, retry, observables)
-        dead = chains.dead()
+        dead = chains.diverged()
         if not (dead and retry):
             return warm, drawn, restarts
         # a chain found a region stiffer than warm-up had seen: warm up again with the step at
@@ -252,7 +251,7 @@ def estimate_llc(
     With ``compensate_noise=True`` warm-up measures ``Var(∇L_B)`` and injects ``√(1 − h_i)``
     times the noise (h capped at 0.5; its mean is ``config["minibatch_heating"]``).
 
-    Divergence: a chain that diverges in warm-up restarts at w* with the step halved. One that
+    Diverging chains: a chain that diverges in warm-up restarts at w* with the step halved. One that
     diverges in the draws with an adapted step has met a region stiffer than warm-up saw: the
     draws stop, warm-up is repeated with the step at most half as large and the draws start
     afresh (at most 3 times, counted in ``config["draw_restarts"]``). A chain that still diverges
@@ -272,16 +271,10 @@ def estimate_llc(
     )
     kernel = get_kernel(sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
-    rand = ChainRandomness(
-        chain_seeds(seed, num_chains), num_chains, n=pot.n, dim=pot.dim, device=pot.device,
-        batch_size=batch_size or min(pot.n, DEFAULT_BATCH), dtype=pot.dtype,
-    )  # fmt: skip
-    chains = Chains(pot, rand, chain_batch)
-    with pot.isolated_rng():  # a model with dropout draws from the global RNG
-        try:
-            warm, drawn, restarts = _sample(chains, kernel, s, nb, tuple(observables))
-        finally:
-            rand.close()
+    batch = batch_size or min(pot.n, DEFAULT_BATCH)
+    chains = Chains.from_seed(pot, num_chains, seed=seed, batch_size=batch, chain_batch=chain_batch)
+    with pot.isolated_rng(), chains:  # a model with dropout draws from the global RNG
+        warm, drawn, restarts = _sample(chains, kernel, s, nb, tuple(observables))
     return _result(chains, kernel, s, nb, warm, drawn, restarts)
 
 
@@ -340,7 +333,10 @@ def _provenance(chains, kernel, s: LLCSettings, warm: WarmupResult, restarts: in
         "warmup_converged": warm.converged,
         "warmup_restarts": warm.restarts,
         "draw_restarts": restarts,
-        "minibatch_heating": warm.heating,
+        "minibatch_heating": warm.minibatch_heating,
+        "noise_compensation": ("measured in warm-up" if s.compensate_noise else "off")
+        if kernel.compensates_noise
+        else f"not used by {kernel.name}",
         "num_draws": "given"
         if s.num_draws is not None
         else f"until MCSE ≤ {draws.REL_MCSE:.0%} of λ̂ (max_draws cap)",

@@ -148,6 +148,22 @@ class Distance(Trace):
         return (diff * diff).sum(1).to(torch.float64)
 
 
+def _flush(acc: dict, alive: torch.Tensor) -> None:
+    """Add the buffered records of the chains still alive to the running sums."""
+    for losses, finite in acc["pending"]:
+        keep = finite & alive
+        if not keep.any():
+            continue
+        if acc["shift"] is None:
+            acc["shift"] = losses[keep].mean(0)
+        dev = torch.where(keep[:, None], losses - acc["shift"], 0.0)
+        acc["chain_sum"] += dev
+        acc["chain_count"] += keep.to(torch.float64)
+        if acc["sq"] is not None:
+            acc["sq"].addmm_(dev.T, dev)
+    acc["pending"] = []
+
+
 @dataclass(frozen=True)
 class ProbeLossStats:
     """Posterior moments of per-sample losses ``ℓ_i(w)`` on a probe set.
@@ -196,9 +212,9 @@ class ProbeLosses:
     -----
     Running sums over kept draws ``ℓ`` (live chains with finite values), shifted by the first
     draw ``k`` for numerical stability: ``S₁ = Σ (ℓ − k)``, ``S₂ = Σ (ℓ − k)(ℓ − k)ᵀ``, so that
-    ``Cov = (S₂ − S₁S₁ᵀ/N) / (N − 1)``. A chain found diverged is skipped from that check on; the
-    at most ``check_every`` draws it gave before are kept (the estimator repeats the draws when
-    a chain diverges with an adapted step).
+    ``Cov = (S₂ − S₁S₁ᵀ/N) / (N − 1)``. Records wait in a buffer until the loop's next
+    divergence check: those of a chain found diverged there are dropped, as the traces drop its
+    last ``check_every`` steps. The probe set is moved to the potential's device and dtype.
     """
 
     inputs: torch.Tensor
@@ -225,27 +241,29 @@ class ProbeLosses:
             "chain_sum": torch.zeros(num_chains, m, dtype=torch.float64),
             "chain_count": torch.zeros(num_chains, dtype=torch.float64),
             "sq": torch.zeros(m, m, dtype=torch.float64) if self.covariance else None,
+            "pending": [],  # (losses (chain, m), finite (chain,)) since the last check
+            "alive": None,  # the loop's alive mask at the last check (a new tensor per check)
+            "data": None,  # the probe set on the potential's device and dtype
         }
 
     def update(self, acc, step):
+        if step.alive is not acc["alive"]:  # a divergence check ran since the last step
+            _flush(acc, step.alive.cpu())
+            acc["alive"] = step.alive
         if step.index % self.every:
             return acc
         pot = step.potential
-        losses = pot.per_sample_losses(step.position, self.inputs, self.targets)
-        losses = losses.to(torch.float64).cpu()
-        keep = step.alive.cpu() & torch.isfinite(losses).all(dim=1)
-        if not keep.any():
-            return acc
-        if acc["shift"] is None:
-            acc["shift"] = losses[keep].mean(0)
-        dev = torch.where(keep[:, None], losses - acc["shift"], 0.0)
-        acc["chain_sum"] += dev
-        acc["chain_count"] += keep.to(torch.float64)
-        if acc["sq"] is not None:
-            acc["sq"].addmm_(dev.T, dev)
+        if acc["data"] is None:
+            acc["data"] = tuple(
+                t.to(pot.device, pot.dtype) if t.is_floating_point() else t.to(pot.device)
+                for t in (self.inputs, self.targets)
+            )
+        losses = pot.per_sample_losses(step.position, *acc["data"]).to(torch.float64).cpu()
+        acc["pending"].append((losses, torch.isfinite(losses).all(dim=1)))
         return acc
 
     def finalize(self, acc, invalid, num_steps: int) -> ProbeLossStats:
+        _flush(acc, torch.tensor([start is None for start in invalid]))
         m = self.inputs.shape[0]
         count = float(acc["chain_count"].sum())
         if acc["shift"] is None or count == 0:

@@ -29,7 +29,7 @@ __all__ = ["ExcessLoss", "Potential", "selected_parameters"]
 REFERENCE_CHUNK = 8192  # samples per forward pass for the reference outputs and L_n(w*)
 
 
-def _selector(params, names: list[str]) -> Callable[[str, torch.Tensor], bool] | None:
+def _selector(params, model: nn.Module) -> Callable[[str, torch.Tensor], bool] | None:
     """Turn ``params=`` (names, a predicate, modules or parameters) into a name predicate."""
     if params is None:
         return None
@@ -41,14 +41,15 @@ def _selector(params, names: list[str]) -> Callable[[str, torch.Tensor], bool] |
         raise TypeError(
             "params must be parameter names, a predicate (name, param) -> bool, or modules"
         )
-    wanted, ids = set(), set()
+    wanted, ids = set(), {}
     for item in params:
         if isinstance(item, str):
             wanted.add(item)
         elif isinstance(item, nn.Module):
-            ids.update(id(p) for p in item.parameters())
+            what = f"a parameter of the {type(item).__name__} module given"
+            ids.update((id(p), what) for p in item.parameters())
         elif isinstance(item, torch.Tensor):
-            ids.add(id(item))
+            ids[id(item)] = f"a tensor of shape {tuple(item.shape)}"
         else:
             raise TypeError(
                 f"params entries must be names, modules or parameters, got {type(item).__name__}"
@@ -56,6 +57,12 @@ def _selector(params, names: list[str]) -> Callable[[str, torch.Tensor], bool] |
 
     def hit(n: str, name: str) -> bool:
         return name == n or name.startswith(n + ".")
+
+    names = [name for name, _ in model.named_parameters()]
+    own = {id(p) for p in model.parameters()}
+    for key, what in ids.items():  # a module or tensor from another model selects nothing
+        if key not in own:
+            raise ValueError(f"params includes {what}, which is not a parameter of the model")
 
     for n in sorted(wanted):  # a misspelled name must not silently drop out of the selection
         if not any(hit(n, name) for name in names):
@@ -75,7 +82,7 @@ def selected_parameters(model: nn.Module, params=None) -> list[tuple[str, nn.Par
     named = list(model.named_parameters())
     if not named:
         raise ValueError("model has no parameters")
-    select = _selector(params, [n for n, _ in named])
+    select = _selector(params, model)
     chosen = [(n, p) for n, p in named if select is None or select(n, p)]
     if not chosen:
         raise ValueError(
@@ -129,9 +136,10 @@ class Potential:
     ``L_n`` is the mean over all n samples. The sampled potential is
     ``U(w) = nβ L_B(w) + (γ/2)‖w − w*‖²``; the kernels add the localization term.
 
-    The model's own random draws (dropout in train mode) would come from torch's global RNG:
-    every evaluation here runs inside :func:`torch.random.fork_rng`, so that state is never
-    advanced.
+    The model's own random draws (dropout in train mode) come from torch's global RNG. The
+    constructor, :func:`llc.estimate_llc` and :meth:`excess_loss` evaluate inside
+    :meth:`isolated_rng`, so that state is never advanced; a loop of one's own over
+    :meth:`value_and_grad` should do the same.
     """
 
     def __init__(
@@ -156,11 +164,9 @@ class Potential:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
         self.dtype = dtype
         self.behavioral = isinstance(loss, str) and loss == "behavioral"
+        if not isinstance(divergence, str) or divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}")
         if self.behavioral:
-            if divergence not in DIVERGENCES:
-                raise ValueError(
-                    f"divergence must be one of {sorted(DIVERGENCES)}, got {divergence!r}"
-                )
             self.loss_fn = DIVERGENCES[divergence]
         else:
             self.loss_fn = resolve_loss(loss)
@@ -169,9 +175,8 @@ class Potential:
         x, y = prepare_data(
             data, device=self.device, dtype=dtype, require_targets=not self.behavioral
         )
-        names = [name for name, _ in model.named_parameters()]
         self._flat = FlatModel.from_module(
-            model, select=_selector(params, names), device=self.device, dtype=dtype
+            model, select=_selector(params, model), device=self.device, dtype=dtype
         )
         self.inputs = x
         with torch.no_grad(), self.isolated_rng():

@@ -9,6 +9,11 @@ import numpy as np
 __all__ = ["LLCResult"]
 
 
+def _mean_or_na(values: np.ndarray) -> str:
+    finite = np.asarray(values)[np.isfinite(values)]
+    return f"{finite.mean():.3f}" if finite.size else "n/a"
+
+
 @dataclass(frozen=True)
 class LLCResult:
     """An LLC estimate ``λ̂ = nβ (E[L_n(w)] − L_n(w*))``.
@@ -82,12 +87,12 @@ class LLCResult:
         lines = [
             f"LLC estimate  λ̂ = {self.mean:.4g} ± {self.std:.3g} (sd over {ok} chains), "
             f"MCSE {self.mcse:.3g}",
-            f"  nβ = {self.nbeta:.4g}, step size ε = {self.step_size:.3g}, "
+            f"  nβ = {self.nbeta:.4g}, step size {self.step_size:.3g}, "
             f"localization γ = {self.localization:.3g}, batch {self.batch_size}",
             f"  sampler {self.sampler} ({self.scheme}), {self.num_chains} chains × "
             f"{self.num_draws} draws after {self.num_burnin} warm-up steps",
             f"  R-hat {self.r_hat:.3f}, bulk ESS {self.ess:.0f}, "
-            f"MALA acceptance {np.nanmean(self.mala_acceptance):.3f}, "
+            f"MALA acceptance {_mean_or_na(self.mala_acceptance)}, "
             f"L_n(w*) = {self.init_loss:.4g}",
         ]
         if self.diverged.any():
@@ -99,52 +104,63 @@ class LLCResult:
     def to_datatree(self):
         """The draws in ArviZ's labelled form, an :class:`xarray.DataTree`.
 
-        Groups: ``posterior`` with ``llc`` and ``loss`` of dims ``(chain, draw)``;
-        ``sample_stats`` with ``mala_acceptance`` ``(chain, draw)`` and ``diverged`` ``(chain,)``;
-        ``warmup_posterior`` with the warm-up trace ``llc`` ``(chain, draw)``. Trace-shaped
-        observables join ``posterior``. ``attrs`` hold λ̂, its errors and the settings, so
-        ``arviz.summary(tree)`` and ArviZ's plots work on it.
+        Groups, over the chains that did not diverge (coordinate ``chain`` keeps their indices):
+
+        - ``posterior``: ``llc`` and ``loss``, dims ``(chain, draw)``, and every trace-shaped
+          observable;
+        - ``sample_stats``: ``acceptance_rate`` (MALA, NaN between pairs) and ``diverging``
+          (all False: diverged chains are left out, listed in ``attrs["diverged_chains"]``);
+        - ``warmup_posterior``: the warm-up trace ``llc``;
+        - one group per probe-loss observable: ``mean`` ``(sample,)``, ``covariance``
+          ``(sample, sample2)``, ``chain_mean`` ``(chain, sample)``.
+
+        ``attrs`` hold λ̂, its errors and the settings. ArviZ's summaries and plots work on it
+        and, computed on the same chains, agree with ``r_hat`` and ``ess``.
         """
         import xarray as xr
 
+        keep = ~self.diverged
+        chains = np.flatnonzero(keep)
+
         def group(arrays: dict) -> xr.Dataset:
-            return xr.Dataset(
-                {
-                    k: (("chain", "draw"), v)
-                    if np.ndim(v) == 2
-                    else (("chain",), v)
-                    for k, v in arrays.items()
-                },
-                coords={"chain": np.arange(self.num_chains)},
-            )
+            data = {k: (("chain", "draw"), np.asarray(v)[keep]) for k, v in arrays.items()}
+            return xr.Dataset(data, coords={"chain": chains})
 
         posterior = {"llc": self.llc_trace, "loss": self.loss_trace}
+        groups = {}
         for name, value in self.observables.items():
             if isinstance(value, np.ndarray) and value.shape == self.llc_trace.shape:
                 posterior[name] = value
-        stats = {"diverged": self.diverged}
+            elif hasattr(value, "chain_mean"):  # ProbeLossStats
+                groups[name] = xr.Dataset(
+                    {
+                        "mean": (("sample",), value.mean),
+                        "chain_mean": (("chain", "sample"), value.chain_mean[keep]),
+                        **(
+                            {"covariance": (("sample", "sample2"), value.covariance)}
+                            if value.covariance is not None
+                            else {}
+                        ),
+                    },
+                    coords={"chain": chains},
+                ).assign_attrs(count=value.count)
+        stats = {"diverging": np.zeros(self.llc_trace.shape, dtype=bool)}
         if self.mala_trace is not None:
-            stats["mala_acceptance"] = self.mala_trace
-        attrs = {
-            "llc_mean": self.mean,
-            "llc_std": self.std,
-            "llc_mcse": self.mcse,
-            "r_hat": self.r_hat,
-            "ess": self.ess,
-            "nbeta": self.nbeta,
-            "step_size": self.step_size,
-            "localization": self.localization,
-            "sampler": self.sampler,
-            "scheme": self.scheme,
-        }
+            stats["acceptance_rate"] = self.mala_trace
         tree = xr.DataTree.from_dict(
             {
                 "posterior": group(posterior),
                 "sample_stats": group(stats),
                 "warmup_posterior": group({"llc": self.warmup_llc}),
+                **groups,
             }
         )
-        tree.attrs.update(attrs)
+        tree.attrs.update(
+            llc_mean=self.mean, llc_std=self.std, llc_mcse=self.mcse, r_hat=self.r_hat,
+            ess=self.ess, nbeta=self.nbeta, step_size=self.step_size,
+            localization=self.localization, sampler=self.sampler, scheme=self.scheme,
+            diverged_chains=np.flatnonzero(self.diverged).tolist(),
+        )  # fmt: skip
         return tree
 
     def __str__(self) -> str:

@@ -1,6 +1,6 @@
 """The sampling loop: a kernel advanced on a potential, with observables recorded at every step.
 
->>> chains = Chains(potential, randomness)                                # doctest: +SKIP
+>>> chains = Chains.from_seed(potential, num_chains=8, seed=0)             # doctest: +SKIP
 >>> state, accs = run(chains, kernel, params, state, 1000, [LLCTrace()])  # doctest: +SKIP
 >>> values(chains, [LLCTrace()], accs, first=0)["llc"]                 # doctest: +SKIP
 
@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from ._randomness import ChainRandomness, chain_seeds
 from .kernels import Kernel, StepInfo, mala_log_acceptance
 from .observables import Observable
 from .potential import Potential
@@ -54,7 +55,7 @@ class Step(NamedTuple):
         MALA log acceptance of the move into ``w_t`` (NaN on steps without a paired evaluation).
     nbeta : float
     info : StepInfo
-        The kernel's view of the step (``potential_grad``, ``precond``).
+        The kernel's view of the step (``potential_grad``, ``preconditioner``).
     alive : Tensor of bool, shape (chain,)
         Chains not flagged as diverged (flags are refreshed every ``check_every`` steps).
     potential : Potential
@@ -92,6 +93,37 @@ class Chains:
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
 
+    @classmethod
+    def from_seed(
+        cls,
+        potential: Potential,
+        num_chains: int,
+        *,
+        seed: int | torch.Generator = 0,
+        batch_size: int = 512,
+        chain_batch: int | None = None,
+    ) -> Chains:
+        """Chains with one generator per chain from ``seed`` (as :func:`llc.estimate_llc`)."""
+        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+            raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        rand = ChainRandomness(
+            chain_seeds(seed, num_chains), num_chains, n=potential.n, batch_size=batch_size,
+            dim=potential.dim, device=potential.device, dtype=potential.dtype,
+        )  # fmt: skip
+        return cls(potential, rand, chain_batch)
+
+    def close(self) -> None:
+        """Stop the noise threads (large models draw their noise on a thread pool)."""
+        self.randomness.close()
+
+    def __enter__(self) -> Chains:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _retry_oom(self, fn, *args):
         while True:
             try:
@@ -117,7 +149,8 @@ class Chains:
     def alive(self) -> torch.Tensor:
         return torch.tensor([d is None for d in self.diverged_at], device=self.potential.device)
 
-    def dead(self) -> list[int]:
+    def diverged(self) -> list[int]:
+        """The chains flagged as diverged."""
         return [c for c, d in enumerate(self.diverged_at) if d is not None]
 
     def revive(self, chains: list[int]) -> None:
@@ -133,7 +166,7 @@ class Chains:
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
         runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
         bad = (bad_value | runaway).tolist()
-        if not any(bad):
+        if not any(bad) and all(d is None for d in self.diverged_at):
             return state
         for c, b in enumerate(bad):
             if b and self.diverged_at[c] is None:
@@ -143,6 +176,7 @@ class Chains:
                     if bad_value[c]
                     else "loss ran away (nβ·(L − L*) > 100·d)"
                 )
+        # a flagged chain restarts its whole kernel state at w*, as a new chain would
         dead = ~self.alive()
         center = params.center.expand_as(state.position)
         fresh = kernel.init(center.clone(), torch.zeros_like(state.position), params)
@@ -210,7 +244,8 @@ def run(
             ).to(torch.float64)
             pending = None
         elif mala_every and (chains.steps_done + 1) % mala_every == 0 and t + 1 < num_steps:
-            g = info.precond.expand_as(state.position) if info.precond is not None else None
+            g = info.preconditioner
+            g = g.expand_as(state.position) if g is not None else None
             u = _energy(params, state.position, loss)
             pending = (state.position, u, info.potential_grad, g)
         step = Step(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class WarmupResult:
         The step size after each update.
     restarts : int
         Chains restarted after diverging.
-    heating : float
+    minibatch_heating : float
         Mean minibatch heating h compensated by ``params.noise_scale``.
     """
 
@@ -57,7 +58,7 @@ class WarmupResult:
     converged: bool
     step_sizes: tuple[float, ...]
     restarts: int = 0
-    heating: float = 0.0
+    minibatch_heating: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +97,40 @@ def _noise_variance(chains: Chains, position):
     return noise.pair_variance(g1, g2, chains.alive())
 
 
+class _Adapting(NamedTuple):
+    """The adaptation parts' states between windows."""
+
+    steps: step_size.StepSizeState
+    grads: metric.MetricState
+    noise: noise.NoiseState
+    vecs: torch.Tensor  # power-iteration vectors, warm-started window to window
+    heating: float = 0.0
+
+
+def _adapt(chains, kernel, params, state, a: _Adapting, alive, flags) -> tuple[object, _Adapting]:
+    """After a window: the metric, then the step from the curvature, then the noise scale."""
+    adapt_metric, adapt_step, compensate = flags
+    if adapt_metric:
+        learned = metric.final(a.grads, params.localization, state.position.dtype)
+        if learned is not None:
+            params = replace(params, metric=learned)
+        a = a._replace(grads=metric.init(*a.grads.sum_sq.shape, a.grads.sum_sq.device))
+    if adapt_step:
+        precond = kernel.preconditioner(state, params)
+        kappa, vecs = top_curvature(chains, params, state.position, precond, a.vecs, iters=3)
+        # the stiffest chain sets the step (a median rule let single chains run into regions
+        # where it was unstable: quartic potentials have near-zero curvature at w*)
+        k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
+        steps = step_size.update(a.steps, k, kernel.stable_step_size, params.localization)
+        params = replace(params, step_size=step_size.final(steps))
+        a = a._replace(steps=steps, vecs=vecs)
+    if compensate:
+        a = a._replace(noise=noise.update(a.noise, _noise_variance(chains, state.position)))
+        params, heating = _compensated(params, a.noise)
+        a = a._replace(heating=heating)
+    return params, a
+
+
 def warmup(
     chains: Chains,
     kernel: Kernel,
@@ -113,91 +148,74 @@ def warmup(
     progress: bool = False,
 ) -> WarmupResult:
     """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size."""
-    gen = chains.randomness.aux
-    pos = state.position
-    vecs = torch.randn(pos.shape, generator=gen, device=pos.device, dtype=pos.dtype)
     adaptive = num_steps is None
-    adapt_metric = adapt_metric and kernel.learns_metric and adaptive
-    compensate = compensate and kernel.compensates_noise
-    if adapt_step:
-        eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)
-        steps = step_size.init(eps0, step_cap)
-    else:
-        steps = step_size.init(params.step_size)
-    params = replace(params, step_size=step_size.final(steps))
-    trace_obs = LLCTrace()
-    llc_parts: list[np.ndarray] = []
+    flags = (adapt_metric and kernel.learns_metric and adaptive, adapt_step and adaptive,
+             compensate and kernel.compensates_noise and adaptive)  # fmt: skip
+    params, a = _start(chains, kernel, params, state, adapt_step, step_cap)
+    trace_obs, parts = LLCTrace(), []
     energy, spread = convergence.energy.init(), convergence.spread.init()
-    grads, noise_acc = metric.init(pos.shape[1], pos.device), noise.init()
-    total, converged, restarts, heating = 0, False, 0, 0.0
+    total, converged, restarts = 0, False, 0
     budget = num_steps if num_steps is not None else window * max_windows
-    while total < budget:
-        observables = [trace_obs] + ([_MetricRecorder(grads)] if adapt_metric else [])
-        desc = f"warm-up ε={params.step_size:.2e}"
+    while total < budget and not converged:
+        observables = [trace_obs] + ([_MetricRecorder(a.grads)] if flags[0] else [])
         first = chains.steps_done
         state, accs = run(
             chains, kernel, params, state, min(window, budget - total), observables,
-            progress=progress, desc=desc,
+            progress=progress, desc=f"warm-up ε={params.step_size:.2e}",
         )  # fmt: skip
         values = window_values(chains, observables, accs, first)
         total += values["llc"].shape[1]
-        llc_parts.append(values["llc"])
+        parts.append(values["llc"])
         energy = convergence.energy.update(energy, values["llc"])
-        grads = values.get("metric", grads)
-        dead = chains.dead()
-        if dead and adapt_step and adaptive:
+        a = a._replace(grads=values.get("metric", a.grads))
+        dead = chains.diverged()
+        if dead and flags[1]:
             # adaptation, not sampling: halve the step, restart those chains at w*
-            steps = step_size.halve(steps)
-            params = replace(params, step_size=step_size.final(steps))
+            a = a._replace(steps=step_size.halve(a.steps))
+            params = replace(params, step_size=step_size.final(a.steps))
             restarts += len(dead)
             chains.revive(dead)
             continue
         alive = np.isfinite(values["llc"]).all(axis=1)
         if not alive.any():
             break
-        spread = convergence.spread.update(
-            spread, ((state.position - params.center) ** 2).sum(1).double().cpu().numpy()
-        )
+        distance = ((state.position - params.center) ** 2).sum(1).double().cpu().numpy()
+        spread = convergence.spread.update(spread, distance)
         if not adaptive:
             continue
-        if adapt_metric:
-            learned = metric.final(grads, params.localization, pos.dtype)
-            if learned is not None:
-                params = replace(params, metric=learned)
-            grads = metric.init(pos.shape[1], pos.device)
-        if adapt_step:
-            precond = kernel.preconditioner(state, params)
-            kappa, vecs = top_curvature(chains, params, state.position, precond, vecs, iters=3)
-            # the stiffest chain sets the step (a median rule let single chains run into regions
-            # where it was unstable: quartic potentials have near-zero curvature at w*)
-            k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
-            steps = step_size.update(steps, k, kernel.stable_step_size, params.localization)
-            params = replace(params, step_size=step_size.final(steps))
-        if compensate:
-            noise_acc = noise.update(noise_acc, _noise_variance(chains, state.position))
-            params, heating = _compensated(params, noise_acc)
-        if (
-            len(llc_parts) >= min_windows
-            and (steps.settled or not adapt_step)
+        params, a = _adapt(chains, kernel, params, state, a, alive, flags)
+        converged = (
+            len(parts) >= min_windows
+            and (a.steps.settled or not flags[1])
             and convergence.energy.final(energy)
             and convergence.spread.final(spread)
-        ):
-            converged = True
-            break
-    if compensate:  # for the final step and metric (a restart may have halved the step)
-        params, heating = _compensated(params, noise_acc)
+        )
+    if flags[2]:  # for the final step and metric (a restart may have halved the step)
+        params, heating = _compensated(params, a.noise)
+        a = a._replace(heating=heating)
     return WarmupResult(
         state=state,
         params=params,
-        llc_trace=np.concatenate(llc_parts, axis=1)
-        if llc_parts
-        else np.zeros((chains.num_chains, 0)),
+        llc_trace=np.concatenate(parts, axis=1) if parts else np.zeros((chains.num_chains, 0)),
         num_steps=total,
         converged=converged or not adaptive,
         restarts=restarts,
-        step_sizes=steps.history,
-        heating=heating,
+        step_sizes=a.steps.history,
+        minibatch_heating=a.heating,
     )
+
+
+def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float):
+    """The initial step (from the curvature when adapted) and the adaptation states."""
+    gen, pos = chains.randomness.aux, state.position
+    vecs = torch.randn(pos.shape, generator=gen, device=pos.device, dtype=pos.dtype)
+    if adapt_step:
+        eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)
+        steps = step_size.init(eps0, step_cap)
+    else:
+        steps = step_size.init(params.step_size)
+    params = replace(params, step_size=step_size.final(steps))
+    return params, _Adapting(steps, metric.init(pos.shape[1], pos.device), noise.init(), vecs)
 
 
 def _compensated(params, noise_acc):

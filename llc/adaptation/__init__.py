@@ -6,8 +6,10 @@
 - :mod:`~llc.adaptation.convergence`: the stationarity and spread tests that end warm-up.
 - :mod:`~llc.adaptation.draws`: how many draws reach the target Monte Carlo error.
 
-Each part is a :class:`Part` of pure functions over an immutable state; :mod:`llc.warmup`
-composes them. The rules tried and rejected while choosing them are in ``docs/design.md``.
+Each part is a module with pure functions ``init``, ``update`` and ``final`` over an immutable
+state (the two convergence tests are :class:`Part` objects of one module; the step size also has
+``halve``, for a divergence); :mod:`llc.warmup` composes them. The rules tried and rejected
+while choosing them are in ``docs/design.md``.
 """
 
 from __future__ import annotations

@@ -47,17 +47,17 @@ class StepInfo:
         ``w_t``, where the gradient was taken.
     grad : Tensor, shape (chain, D)
         ``∇L_B(w_t)``.
-    precond : Tensor, shape (D,) or (chain, D), or None
+    preconditioner : Tensor, shape (D,) or (chain, D), or None
         The diagonal preconditioner G of this step (None: G = 1).
     potential_grad : Tensor, shape (chain, D)
         ``∇U(w_t)``, computed on first access (the update itself does not materialise it).
     """
 
     # a plain class with slots: one is made every step, and a frozen dataclass costs more
-    __slots__ = ("position", "grad", "nbeta", "localization", "center", "precond", "_grad_u")
+    __slots__ = ("position", "grad", "nbeta", "localization", "center", "preconditioner", "_grad_u")
 
-    def __init__(self, position, grad, nbeta, localization, center, precond):
-        self.position, self.grad, self.precond = position, grad, precond
+    def __init__(self, position, grad, nbeta, localization, center, preconditioner):
+        self.position, self.grad, self.preconditioner = position, grad, preconditioner
         self.nbeta, self.localization, self.center = nbeta, localization, center
         self._grad_u = None
 
@@ -70,5 +70,7 @@ class StepInfo:
         return self._grad_u
 
 
-def step_info(position, grad, params, precond) -> StepInfo:
-    return StepInfo(position, grad, params.nbeta, params.localization, params.center, precond)
+def step_info(position, grad, params, preconditioner) -> StepInfo:
+    return StepInfo(
+        position, grad, params.nbeta, params.localization, params.center, preconditioner
+    )

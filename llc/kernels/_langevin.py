@@ -21,12 +21,16 @@ SCHEMES = ("leimkuhler_matthews", "euler")
 
 
 def potential_grad(
-    position: torch.Tensor, center: torch.Tensor, grad: torch.Tensor, nbeta: float, gamma: float
+    position: torch.Tensor,
+    center: torch.Tensor,
+    grad: torch.Tensor,
+    nbeta: float,
+    localization: float,
 ) -> torch.Tensor:
-    """``∇U(w) = nβ ∇L_B(w) + γ (w − w*)``, shape (chain, D)."""
+    """``∇U(w) = nβ ∇L_B(w) + γ (w − w*)``, shape (chain, D), γ the localization."""
     out = grad * nbeta  # a new tensor: the in-place updates below mutate no input
-    if gamma:
-        out.add_(position - center, alpha=gamma)
+    if localization:
+        out.add_(position - center, alpha=localization)
     return out
 
 
@@ -39,18 +43,18 @@ def langevin_update(
     *,
     step_size: float,
     nbeta: float,
-    gamma: float,
+    localization: float,
     scheme: str,
-    precond: torch.Tensor | None,
+    preconditioner: torch.Tensor | None,
     noise_scale: torch.Tensor | None,
 ) -> torch.Tensor:
     """The new position (a fresh tensor; no input is modified)."""
-    eps = step_size
+    eps, gamma = step_size, localization
     lm = scheme == "leimkuhler_matthews"
     # four passes over (chain, D), each in-place op on a tensor created here: w − (εγ/2)(w − w*)
     # as a lerp towards w*, then the gradient and the noise terms
     center = center.expand_as(position)
-    if precond is None and noise_scale is None:
+    if preconditioner is None and noise_scale is None:
         new = torch.lerp(position, center, 0.5 * eps * gamma) if gamma else position.clone()
         new.add_(grad, alpha=-0.5 * eps * nbeta)
         amp = math.sqrt(eps)
@@ -59,7 +63,7 @@ def langevin_update(
         else:
             new.add_(noise, alpha=amp)
         return new
-    g = precond if precond is not None else torch.ones_like(center[0])
+    g = preconditioner if preconditioner is not None else torch.ones_like(center[0])
     half = (0.5 * eps) * g  # (D,) or (chain, D)
     amp = (eps * g).sqrt()
     if noise_scale is not None:
@@ -81,7 +85,7 @@ def mala_log_acceptance(
     grad_u_prev: torch.Tensor,
     grad_u_cur: torch.Tensor,
     step_size: float,
-    precond: torch.Tensor | None = None,
+    preconditioner: torch.Tensor | None = None,
     noise_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Log Metropolis–Hastings acceptance of the move ``w_prev → w_cur``, per chain.
@@ -102,7 +106,7 @@ def mala_log_acceptance(
     if noise_scale is not None:
         delta = delta / noise_scale**2
     cross = 0.5 * ((delta * grad_u_prev).sum(-1) + (delta * grad_u_cur).sum(-1))
-    g = precond
+    g = preconditioner
     if noise_scale is not None:
         g = (1.0 if g is None else g) / noise_scale**2
     if g is None:

@@ -80,9 +80,9 @@ def step(
         noise,
         step_size=params.step_size,
         nbeta=params.nbeta,
-        gamma=params.localization,
+        localization=params.localization,
         scheme=params.scheme,
-        precond=precond,
+        preconditioner=precond,
         noise_scale=None,
     )
     info = step_info(state.position, grad, params, precond)

@@ -117,9 +117,9 @@ def step(
         noise,
         step_size=params.step_size,
         nbeta=params.nbeta,
-        gamma=params.localization,
+        localization=params.localization,
         scheme=params.scheme,
-        precond=params.metric,
+        preconditioner=params.metric,
         noise_scale=params.noise_scale,
     )
     return SGLDState(new, noise), step_info(state.position, grad, params, params.metric)

@@ -53,7 +53,7 @@ def test_rmsprop_update_equations():
     expected = w - 0.5e-3 * G * (10.0 * g + 0.5 * w) + (1e-3 * G).sqrt() * xi1
     torch.testing.assert_close(new.position, expected, rtol=0, atol=1e-14)
     torch.testing.assert_close(new.square_avg, v)
-    torch.testing.assert_close(info.precond, G)
+    torch.testing.assert_close(info.preconditioner, G)
 
 
 def test_sgnht_update_equations():
@@ -67,7 +67,7 @@ def test_sgnht_update_equations():
     assert torch.equal(st.thermostat, torch.full((2,), 2.0, dtype=torch.float64))
     new, info = sgnht.step(st, g, eta, prm)
     grad_u = 3.0 * g + 0.5 * (w - center)
-    p1 = p0 - 0.1 * 2.0 * p0 - 0.1 * grad_u + math.sqrt(2 * 2.0 * 0.1) * eta
+    p1 = math.exp(-0.1 * 2.0) * p0 - 0.1 * grad_u + math.sqrt(2 * 2.0 * 0.1) * eta
     torch.testing.assert_close(new.momentum, p1, rtol=0, atol=1e-14)
     torch.testing.assert_close(new.position, w + 0.1 * p1, rtol=0, atol=1e-14)
     torch.testing.assert_close(new.thermostat, 2.0 + 0.1 * ((p1 * p1).mean(1) - 1))

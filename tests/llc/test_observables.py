@@ -81,6 +81,17 @@ def test_diverged_chains_are_reset_flagged_and_masked(setup):
     assert np.isnan(trace[:, max(0, first_bad - 25) :]).all()
 
 
+def test_probe_losses_drop_what_a_diverging_chain_recorded_before_the_check(setup):
+    pot, x, y = setup
+    for step, expected in ((1e-3, 4 * 50), (1e3, 0)):
+        chains = _chains(pot)
+        k, p, st = _start(pot, chains, step=step)
+        probe = [obs.ProbeLosses(x[:5], y[:5], every=1)]
+        st, accs = run(chains, k, p, st, 50, probe, check_every=25)
+        # at ε = 1e3 every chain runs away within 25 steps: no record of it may enter the sums
+        assert values(chains, probe, accs, first=0)["probe_losses"].count == expected
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_probe_losses_stream_the_moments_of_the_stored_draws(setup, seed):
     pot, x, y = setup
@@ -131,7 +142,8 @@ def test_estimate_llc_records_observables_and_exports_to_arviz(setup, tanh_net):
     post = tree["posterior"]
     assert post["llc"].dims == ("chain", "draw") and post["llc"].shape == (3, 40)
     np.testing.assert_array_equal(post["llc"].values, res.llc_trace)
-    assert "distance" in post and "mala_acceptance" in tree["sample_stats"]
+    assert "distance" in post and "acceptance_rate" in tree["sample_stats"]
+    assert tree["probe_losses"]["covariance"].shape == (5, 5)
     assert tree["warmup_posterior"]["llc"].shape == (3, 50)
     assert tree.attrs["llc_mean"] == res.mean
     from arviz_stats.base import array_stats

@@ -118,6 +118,14 @@ def test_parameter_selection_names_what_exists():
         llc.Potential(model, data, params=lambda name, p: False)
     with pytest.raises(TypeError, match="params"):
         llc.Potential(model, data, params=[3])
+    other = nn.Linear(2, 3)
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        llc.Potential(model, data, params=[other, "2"])
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        llc.Potential(model, data, params=[other.weight])
+    assert llc.Potential(model, data, params=[model[0]]).names == ("0.weight", "0.bias")
+    with pytest.raises(ValueError, match="divergence"):
+        llc.Potential(model, data, divergence="bogus")  # checked whatever the loss
     with pytest.raises(TypeError, match="model"):
         llc.Potential("model", data)
     with pytest.raises(ValueError, match="divergence"):
