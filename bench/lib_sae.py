@@ -43,6 +43,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from theory.interaction import interaction_basis  # noqa: E402
+from theory.models import relu_autoencoder  # noqa: E402
 
 BASES = ("raw", "pca", "lib", "lib τ=1e-4")
 
@@ -55,11 +56,7 @@ def train_toy(seed: int = 0, n_feat: int = 16, hidden: int = 32, p: float = 0.1,
               steps: int = 2000) -> list[nn.Module]:
     """Train ``x -> x`` through two ReLU layers; return the three layers."""
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        layers = [nn.Sequential(nn.Linear(n_feat, hidden), nn.ReLU()),
-                  nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU()),
-                  nn.Linear(hidden, n_feat)]
+    layers = relu_autoencoder(n_feat, hidden, seed)
     net = nn.Sequential(*layers)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(steps):

@@ -126,7 +126,7 @@ def _adapt(chains, kernel, params, state, a: _Adapting, alive, flags) -> tuple[o
         a = a._replace(steps=steps, vecs=vecs)
     if compensate:
         a = a._replace(noise=noise.update(a.noise, _noise_variance(chains, state.position)))
-        params, heating = _compensated(params, a.noise)
+        params, heating = _compensated(kernel, params, a.noise)
         a = a._replace(heating=heating)
     return params, a
 
@@ -191,7 +191,7 @@ def warmup(
             and convergence.spread.final(spread)
         )
     if flags[2]:  # for the final step and metric (a restart may have halved the step)
-        params, heating = _compensated(params, a.noise)
+        params, heating = _compensated(kernel, params, a.noise)
         a = a._replace(heating=heating)
     return WarmupResult(
         state=state,
@@ -218,8 +218,8 @@ def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float):
     return params, _Adapting(steps, metric.init(pos.shape[1], pos.device), noise.init(), vecs)
 
 
-def _compensated(params, noise_acc):
-    scale, heating = noise.final(noise_acc, params.step_size, params.nbeta, params.metric)
+def _compensated(kernel, params, noise_acc):
+    scale, heating = noise.final(noise_acc, kernel.minibatch_heating, params)
     if scale is None:
         return params, heating
     return replace(params, noise_scale=scale.to(params.center.dtype)), heating

@@ -26,6 +26,7 @@ __all__ = [
     "dead_unit_relu_net",
     "normal_form_teacher",
     "random_mlp",
+    "relu_autoencoder",
     "teacher_student_data",
 ]
 
@@ -185,6 +186,19 @@ class TanhUnit(nn.Module):
         from fractions import Fraction
 
         return LearningCoefficient(Fraction(1, 2), 2)
+
+
+def relu_autoencoder(n_feat: int, hidden: int, seed: int = 0) -> list[nn.Module]:
+    """The three layers ``n_feat → hidden → hidden → n_feat`` (ReLU after the first two) of the
+    sparse-feature toy model of the interaction-basis tests and benchmark, initialised from
+    ``seed`` without touching torch's global RNG. Train them as ``nn.Sequential(*layers)``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return [
+            nn.Sequential(nn.Linear(n_feat, hidden), nn.ReLU()),
+            nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU()),
+            nn.Linear(hidden, n_feat),
+        ]
 
 
 def random_mlp(

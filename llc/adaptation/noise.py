@@ -1,6 +1,7 @@
-"""Minibatch-noise compensation: the noise scale ``s = √(1 − h)`` of :mod:`llc.kernels.sgld`.
+"""Minibatch-noise compensation: the noise scale ``s = √(1 − h)`` of the kernels that take one.
 
-A minibatch gradient heats the chain by ``h_i = ε nβ² G_i Var(∂_i L_B) / 4`` along coordinate i.
+A minibatch gradient heats the chain by a relative amount ``h_i`` along coordinate i, given by the
+kernel (SGLD: ``h_i = ε nβ² G_i Var(∂_i L_B) / 4``; SGNHT: ``h nβ² Var(∂_i L_B) / (2A)``).
 ``Var(∇L_B)`` is measured from pairs of minibatches at the chains' points,
 ``½ (∇L_B1 − ∇L_B2)²`` being unbiased for it, and averaged over the windows of warm-up. h is
 capped at ``MAX_HEATING``: beyond it the gradient noise alone exceeds half the intended noise, and
@@ -45,17 +46,12 @@ def update(state: NoiseState, variance: torch.Tensor | None) -> NoiseState:
     return NoiseState(total, state.count + 1)
 
 
-def final(
-    state: NoiseState,
-    step_size: float,
-    nbeta: float,
-    metric: torch.Tensor | None,
-) -> tuple[torch.Tensor | None, float]:
-    """``(s, mean compensated h)`` for the given ε, nβ and metric; ``(None, 0)`` if unmeasured."""
+def final(state: NoiseState, heating, params) -> tuple[torch.Tensor | None, float]:
+    """``(s, mean compensated h)`` with ``h = heating(params, Var)`` (the kernel's
+    ``minibatch_heating``) at the kernel's current parameters; ``(None, 0)`` if unmeasured."""
     if not state.count:
         return None, 0.0
-    g = metric.double() if metric is not None else 1.0
-    h = step_size * nbeta**2 * g * (state.var_sum / state.count) / 4
+    h = heating(params, state.var_sum / state.count)
     h = torch.where(torch.isfinite(h), h, torch.zeros_like(h))
     h = h.clamp(0, MAX_HEATING)
     return (1 - h).sqrt(), float(h.mean())

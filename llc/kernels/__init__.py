@@ -47,8 +47,9 @@ class Kernel:
         One step is a Langevin proposal, so the MALA acceptance is a step-size diagnostic.
     learns_metric : bool
         Takes a fixed diagonal metric (``params.metric``) that warm-up can learn.
-    compensates_noise : bool
-        Takes a noise scale (``params.noise_scale``) that cancels minibatch heating.
+    minibatch_heating : callable or None
+        ``(params, Var(∇L_B)) -> h`` per coordinate, for kernels that take a noise scale
+        ``params.noise_scale = √(1 − h)`` cancelling the heating by minibatch noise.
     """
 
     name: str
@@ -60,7 +61,11 @@ class Kernel:
     step_rule: str
     langevin: bool = False
     learns_metric: bool = False
-    compensates_noise: bool = False
+    minibatch_heating: Callable | None = None
+
+    @property
+    def compensates_noise(self) -> bool:
+        return self.minibatch_heating is not None
 
 
 def _kernel(name: str, module, params: type, **flags) -> Kernel:
@@ -78,12 +83,15 @@ def _kernel(name: str, module, params: type, **flags) -> Kernel:
 
 KERNELS: dict[str, Kernel] = {
     "sgld": _kernel(
-        "sgld", sgld, sgld.SGLDParams, langevin=True, learns_metric=True, compensates_noise=True
-    ),
+        "sgld", sgld, sgld.SGLDParams, langevin=True, learns_metric=True,
+        minibatch_heating=sgld.minibatch_heating,
+    ),  # fmt: skip
     "rmsprop_sgld": _kernel(
         "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
     ),
-    "sgnht": _kernel("sgnht", sgnht, sgnht.SGNHTParams),
+    "sgnht": _kernel(
+        "sgnht", sgnht, sgnht.SGNHTParams, minibatch_heating=sgnht.minibatch_heating
+    ),
 }
 
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-__all__ = ["SCHEMES", "langevin_update", "mala_log_acceptance", "potential_grad"]
+__all__ = ["SCHEMES", "langevin_step", "langevin_update", "mala_log_acceptance", "potential_grad"]
 
 SCHEMES = ("leimkuhler_matthews", "euler")
 
@@ -75,6 +75,24 @@ def langevin_update(
     else:
         new.addcmul_(noise, amp)
     return new
+
+
+def langevin_step(state, grad, noise, params, preconditioner, noise_scale) -> torch.Tensor:
+    """:func:`langevin_update` from a kernel's state (``position``, ``noise``) and parameters
+    (``center``, ``step_size``, ``nbeta``, ``localization``, ``scheme``)."""
+    return langevin_update(
+        state.position,
+        params.center,
+        grad,
+        state.noise,
+        noise,
+        step_size=params.step_size,
+        nbeta=params.nbeta,
+        localization=params.localization,
+        scheme=params.scheme,
+        preconditioner=preconditioner,
+        noise_scale=noise_scale,
+    )
 
 
 def mala_log_acceptance(

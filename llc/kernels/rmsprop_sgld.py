@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from ._common import StepInfo, check_common, check_number, check_positions, step_info
-from ._langevin import SCHEMES, langevin_update
+from ._langevin import SCHEMES, langevin_step
 from .sgld import STEP_RULE, stable_step_size
 
 __all__ = ["STEP_RULE", "RMSpropSGLDParams", "RMSpropSGLDState", "init", "stable_step_size", "step"]
@@ -72,19 +72,7 @@ def step(
     a = params.alpha
     square_avg = a * state.square_avg + (1 - a) * grad * grad
     precond = _precond(square_avg, params)
-    new = langevin_update(
-        state.position,
-        params.center,
-        grad,
-        state.noise,
-        noise,
-        step_size=params.step_size,
-        nbeta=params.nbeta,
-        localization=params.localization,
-        scheme=params.scheme,
-        preconditioner=precond,
-        noise_scale=None,
-    )
+    new = langevin_step(state, grad, noise, params, precond, None)
     info = step_info(state.position, grad, params, precond)
     return RMSpropSGLDState(new, noise, square_avg), info
 

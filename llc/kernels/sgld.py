@@ -40,7 +40,7 @@ from typing import NamedTuple
 import torch
 
 from ._common import StepInfo, check_common, check_positions, step_info
-from ._langevin import SCHEMES, langevin_update
+from ._langevin import SCHEMES, langevin_step
 
 __all__ = [
     "STEP_FACTOR",
@@ -48,6 +48,7 @@ __all__ = [
     "SGLDParams",
     "SGLDState",
     "init",
+    "minibatch_heating",
     "preconditioner",
     "stable_step_size",
     "step",
@@ -109,25 +110,19 @@ def step(
     state: SGLDState, grad: torch.Tensor, noise: torch.Tensor, params: SGLDParams
 ) -> tuple[SGLDState, StepInfo]:
     """One step for every chain. ``grad`` is ``∇L_B(w_t)`` (not times nβ), ``noise`` ξ_{t+1}."""
-    new = langevin_update(
-        state.position,
-        params.center,
-        grad,
-        state.noise,
-        noise,
-        step_size=params.step_size,
-        nbeta=params.nbeta,
-        localization=params.localization,
-        scheme=params.scheme,
-        preconditioner=params.metric,
-        noise_scale=params.noise_scale,
-    )
+    new = langevin_step(state, grad, noise, params, params.metric, params.noise_scale)
     return SGLDState(new, noise), step_info(state.position, grad, params, params.metric)
 
 
 def preconditioner(state: SGLDState, params: SGLDParams) -> torch.Tensor | None:
     """The metric G that scales drift and noise (None: G = 1)."""
     return params.metric
+
+
+def minibatch_heating(params: SGLDParams, variance: torch.Tensor) -> torch.Tensor:
+    """``h_i = ε nβ² G_i Var(∂_i L_B) / 4``: the relative excess noise per coordinate."""
+    g = params.metric.double() if params.metric is not None else 1.0
+    return params.step_size * params.nbeta**2 * g * variance / 4
 
 
 def stable_step_size(curvature: float) -> float:

@@ -98,12 +98,13 @@ def test_noise_scale_formula_and_cap():
     st = noise.update(st, None)  # no measurement: unchanged
     assert st.count == 2
     g = torch.tensor([1.0, 2.0])
-    scale, mean_h = noise.final(st, step_size=0.01, nbeta=5.0, metric=g)
+    p = _params("sgld", 2, step_size=0.01, nbeta=5.0, metric=g)
+    scale, mean_h = noise.final(st, sgld.minibatch_heating, p)
     h = 0.01 * 25 * g.double() * torch.tensor([2.0, 4.0], dtype=torch.float64) / 4
     h = h.clamp(max=noise.MAX_HEATING)
     torch.testing.assert_close(scale, (1 - h).sqrt())
     assert mean_h == pytest.approx(float(h.mean()))
-    assert noise.final(noise.init(), 0.01, 5.0, None) == (None, 0.0)
+    assert noise.final(noise.init(), sgld.minibatch_heating, p) == (None, 0.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -117,7 +118,7 @@ def test_noise_compensation_matches_the_exact_stationary_moments(seed):
     eps, var = 0.05, 24.0  # h = 0.3
     a = torch.tensor([1.0, 10.0, 20.0], dtype=torch.float64)
     measured = noise.update(noise.init(), torch.full((3,), var, dtype=torch.float64))
-    scale, h = noise.final(measured, eps, 1.0, None)
+    scale, h = noise.final(measured, sgld.minibatch_heating, _params("sgld", 3, step_size=eps))
     assert h == pytest.approx(0.3)
     results = {}
     for name, s in (("plain", None), ("compensated", scale)):

@@ -148,6 +148,33 @@ def test_sgnht_thermostat_absorbs_gradient_noise(seed):
     assert abs(xi.mean() - (1.0 + h * var / 2)) < 4.5 * xi.std() / math.sqrt(ess(xi))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sgnht_noise_scale_cancels_anisotropic_gradient_noise(seed):
+    # Gradient noise only along the stiff coordinate: the thermostat corrects it on average only,
+    # which heats that coordinate and cools the others. The noise scale s² = 1 − hV/(2A) of
+    # minibatch_heating makes the total diffusion A along every coordinate: exact moments again.
+    from llc.adaptation import noise
+
+    a = torch.tensor([1.0, 10.0, 60.0], dtype=torch.float64)
+    var = torch.tensor([0.0, 0.0, 150.0], dtype=torch.float64)  # B/A = 0.75 on the stiff one
+    h = 0.01
+    plain = _params("sgnht", 3, step_size=h, diffusion=1.0)
+    measured = noise.update(noise.init(), var)
+    scale, mean_h = noise.final(measured, sgnht.minibatch_heating, plain)
+    assert mean_h == pytest.approx(noise.MAX_HEATING / 3)  # 0.75 capped at 0.5
+    var = torch.tensor([0.0, 0.0, 100.0], dtype=torch.float64)  # B/A = 0.5: within the cap
+    scale, _ = noise.final(noise.update(noise.init(), var), sgnht.minibatch_heating, plain)
+    compensated = _params("sgnht", 3, step_size=h, diffusion=1.0, noise_scale=scale)
+
+    def noisy(w, gen=torch.Generator().manual_seed(100 + seed)):
+        return a * w + var.sqrt() * torch.randn(w.shape, generator=gen, dtype=w.dtype)
+
+    draws, _ = _run("sgnht", compensated, noisy, steps=16000, seed=seed)
+    _check_second_moments(draws, 1.0 / a.numpy())
+    hot, _ = _run("sgnht", plain, noisy, steps=16000, seed=seed)
+    assert (hot[:, :, 2] ** 2).mean() * 60.0 > 1.15  # uncompensated: the stiff one runs hot
+
+
 def test_every_registered_kernel_is_pure_and_starts_at_its_position():
     gen = torch.Generator().manual_seed(5)
     w, g, xi0, xi1 = torch.randn(4, 3, 6, generator=gen, dtype=torch.float64)

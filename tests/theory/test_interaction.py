@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from theory.interaction import interaction_basis
+from theory.models import relu_autoencoder
 
 TOL = 1e-8
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "none": None}
@@ -39,11 +40,7 @@ def _train_toy(seed=0, n_feat=6, hidden=10, steps=300):
     """Sparse-feature toy model (y = x from sparse non-negative features), trained here."""
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(512, n_feat, generator=g) < 0.3) * torch.rand(512, n_feat, generator=g)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        layers = [nn.Sequential(nn.Linear(n_feat, hidden), nn.ReLU()),
-                  nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU()),
-                  nn.Linear(hidden, n_feat)]
+    layers = relu_autoencoder(n_feat, hidden, seed)
     net = nn.Sequential(*layers)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     first = None
