@@ -166,7 +166,9 @@ def test_sgnht_noise_scale_cancels_anisotropic_gradient_noise(seed):
     scale, _ = noise.final(noise.update(noise.init(), var), sgnht.minibatch_heating, plain)
     compensated = _params("sgnht", 3, step_size=h, diffusion=1.0, noise_scale=scale)
 
-    def noisy(w, gen=torch.Generator().manual_seed(100 + seed)):
+    gen = torch.Generator().manual_seed(100 + seed)
+
+    def noisy(w):
         return a * w + var.sqrt() * torch.randn(w.shape, generator=gen, dtype=w.dtype)
 
     draws, _ = _run("sgnht", compensated, noisy, steps=16000, seed=seed)
