@@ -159,10 +159,12 @@ class Chains:
             self.diverged_at[c] = None
             self.diverged_why[c] = ""
 
-    def check(self, kernel: Kernel, params, state, loss, excess, nbeta: float):
+    def check(self, kernel: Kernel, params, state, loss, excess, nbeta: float, nonfinite=None):
         """Flag chains with a non-finite loss or position, or a runaway loss; reset every flagged
         chain to w* (a dead chain keeps stepping, and is reset again at each check)."""
         bad_value = ~torch.isfinite(loss) | ~torch.isfinite(state.position).all(dim=1)
+        if nonfinite is not None:  # a non-finite loss at any step since the last check
+            bad_value = bad_value | nonfinite
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
         runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
         bad = (bad_value | runaway).tolist()
@@ -222,11 +224,15 @@ def run(
     mala_every = mala_every if kernel.langevin else 0
     pending, idx = None, None
     alive = chains.alive()
+    # every step's loss is checked at the next check (one stacked test, no per-step cost): a
+    # NaN on one minibatch between two checks must not leave NaN draws in a healthy chain
+    since_check: list[torch.Tensor] = []
     for t in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
         if pending is None:
             idx = rand.indices()
         loss, grad = chains.value_and_grad(state.position, idx)
         loss_center = pot.center_loss(idx)
+        since_check.append(loss)
         new_state, info = kernel.step(state, grad, rand.noise(), params)
         log_accept = nan
         if pending is not None:  # the same minibatch as the previous step: a MALA pair
@@ -256,7 +262,10 @@ def run(
         state = new_state
         chains.steps_done += 1
         if (t + 1) % check_every == 0 or t + 1 == num_steps:
-            state = chains.check(kernel, params, state, loss, loss - loss_center, params.nbeta)
+            nonfinite = ~torch.isfinite(torch.stack(since_check)).all(dim=0)
+            excess = loss - loss_center
+            state = chains.check(kernel, params, state, loss, excess, params.nbeta, nonfinite)
+            since_check = []
             alive = chains.alive()
             if stop_on_divergence and not bool(alive.all()):
                 break

@@ -151,3 +151,28 @@ def test_estimate_llc_records_observables_and_exports_to_arviz(setup, tanh_net):
     assert float(array_stats.rhat(post["llc"].values, chain_axis=0, draw_axis=1)) == pytest.approx(
         res.r_hat
     )
+
+
+def test_a_nan_loss_between_checks_flags_the_chain(setup):
+    # a loss that is NaN on one minibatch (finite gradients) at a step that is not a check step
+    pot, _, _ = setup
+    chains = _chains(pot)
+    k, p, st = _start(pot, chains)
+    original = chains.value_and_grad
+    calls = []
+
+    def nan_once(position, idx):
+        loss, grad = original(position, idx)
+        calls.append(1)
+        if len(calls) == 11:  # step 10: chain 2 sees a NaN loss
+            loss = loss.clone()
+            loss[2] = float("nan")
+        return loss, grad
+
+    chains.value_and_grad = nan_once
+    observed = [obs.LLCTrace()]
+    st, accs = run(chains, k, p, st, 50, observed, check_every=25)
+    trace = values(chains, observed, accs, first=0)["llc"]
+    assert chains.diverged_at == [None, None, 25, None]  # found at the first check (25 steps)
+    assert "non-finite" in chains.diverged_why[2]
+    assert np.isfinite(trace[[0, 1, 3]]).all() and np.isnan(trace[2]).all()
