@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 __all__ = ["DIVERGENCES", "LossFn", "check_loss", "prepare_data", "resolve_loss"]
 
@@ -68,12 +68,31 @@ def _as_tensor(name: str, value: object) -> torch.Tensor:
     return value
 
 
+def _loader_batches(loader: DataLoader) -> list:
+    """Every sample of a loader's dataset once, in order, through its ``collate_fn``.
+
+    Its sampler is not used: shuffling and ``drop_last`` would change or drop samples, and
+    iterating a DataLoader draws its base seed from torch's global RNG.
+    """
+    ds = loader.dataset
+    if isinstance(ds, IterableDataset):
+        with torch.random.fork_rng(devices=[]):
+            return list(loader)
+    size = loader.batch_size or 1
+    return [
+        loader.collate_fn([ds[i] for i in range(j, min(j + size, len(ds)))])
+        for j in range(0, len(ds), size)
+    ]
+
+
 def _collect_dataset(data: Dataset | DataLoader) -> tuple[torch.Tensor, ...]:
+    if isinstance(data, DataLoader) and data.batch_size is None:
+        data = data.dataset  # no automatic batching: the loader yields single samples
     if isinstance(data, DataLoader):
         if isinstance(data.dataset, TensorDataset):
             return tuple(data.dataset.tensors)
         parts: list[list[torch.Tensor]] = []
-        for batch in data:
+        for batch in _loader_batches(data):
             batch = batch if isinstance(batch, list | tuple) else (batch,)
             if not parts:
                 parts = [[] for _ in batch]
@@ -82,6 +101,11 @@ def _collect_dataset(data: Dataset | DataLoader) -> tuple[torch.Tensor, ...]:
         return tuple(torch.cat(store) for store in parts)
     if isinstance(data, TensorDataset):
         return tuple(data.tensors)
+    if isinstance(data, IterableDataset):
+        raise TypeError(
+            "data is an IterableDataset, which has no length; wrap it in a DataLoader with a "
+            "batch_size, or pass (inputs, targets) tensors"
+        )
     items = [data[i] for i in range(len(data))]  # a map-style Dataset
     if items and isinstance(items[0], list | tuple):
         return tuple(

@@ -59,8 +59,9 @@ class FlatModel:
                 flat.append(value.reshape(-1))
             else:
                 frozen[name] = value
-        for name, b in module.named_buffers():
-            frozen[name] = b.detach().to(device=device).clone()
+        for name, b in module.named_buffers():  # float buffers (BatchNorm statistics) in dtype
+            b = b.detach().to(device=device, dtype=dtype if b.is_floating_point() else b.dtype)
+            frozen[name] = b.clone()
         if not names:
             raise ValueError(
                 "params selects no parameter of the model (check params=); the model has "

@@ -273,7 +273,8 @@ def estimate_llc(
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
     batch = batch_size or min(pot.n, DEFAULT_BATCH)
     chains = Chains.from_seed(pot, num_chains, seed=seed, batch_size=batch, chain_batch=chain_batch)
-    with pot.isolated_rng(), chains:  # a model with dropout draws from the global RNG
+    # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
+    with pot.isolated_rng(chains.randomness.aux.initial_seed()), chains:
         warm, drawn, restarts = _sample(chains, kernel, s, nb, tuple(observables))
     return _result(chains, kernel, s, nb, warm, drawn, restarts)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -137,9 +138,11 @@ class Potential:
     ``U(w) = nβ L_B(w) + (γ/2)‖w − w*‖²``; the kernels add the localization term.
 
     The model's own random draws (dropout in train mode) come from torch's global RNG. The
-    constructor, :func:`llc.estimate_llc` and :meth:`excess_loss` evaluate inside
-    :meth:`isolated_rng`, so that state is never advanced; a loop of one's own over
-    :meth:`value_and_grad` should do the same.
+    constructor (seeded at 0), :func:`llc.estimate_llc` (seeded from its ``seed``) and
+    :meth:`excess_loss` evaluate inside :meth:`isolated_rng`, so that state is never advanced
+    and the draws depend on the seed alone; a loop of one's own over :meth:`value_and_grad`
+    should do the same. With such a model the result depends on ``chain_batch`` (the chunks
+    draw their masks in turn).
     """
 
     def __init__(
@@ -179,7 +182,7 @@ class Potential:
             model, select=_selector(params, model), device=self.device, dtype=dtype
         )
         self.inputs = x
-        with torch.no_grad(), self.isolated_rng():
+        with torch.no_grad(), self.isolated_rng(0):  # seeded: dropout must not read global state
             if self.behavioral:  # the reference outputs f_{w*}(x)
                 step = REFERENCE_CHUNK
                 y = torch.cat(
@@ -216,10 +219,19 @@ class Potential:
         """The model as ``f(w, x)`` of one flat parameter vector (for curvature computations)."""
         return self._flat
 
-    def isolated_rng(self):
-        """A context in which the model's own random draws leave torch's global RNG untouched."""
+    @contextmanager
+    def isolated_rng(self, seed: int | None = None):
+        """A context in which the model's own random draws (dropout in train mode) leave
+        torch's global RNG untouched; with ``seed`` they are seeded from it inside, so that they
+        depend on ``seed`` and not on the global state."""
         devices = [self.device] if self.device.type == "cuda" else []
-        return torch.random.fork_rng(devices=devices)
+        with torch.random.fork_rng(devices=devices):
+            if seed is not None:
+                torch.random.default_generator.manual_seed(seed)
+                if self.device.type == "cuda":
+                    with torch.cuda.device(self.device):
+                        torch.cuda.manual_seed(seed)
+            yield
 
     # -- evaluations --------------------------------------------------------------------------
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -275,3 +275,55 @@ def test_divergence_in_the_draws_repeats_warmup_at_a_smaller_step(problem, monke
     assert np.isinf(calls[0]) and calls[1] < np.inf
     assert not res.diverged.any() and np.isfinite(res.mean)
     assert res.llc_trace.shape == (3, 400)
+
+
+def test_dropout_draws_depend_on_the_seed_not_on_the_global_rng():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.3), nn.Tanh(), nn.Linear(8, 1))  # train
+    x = torch.randn(300, 3)
+    with torch.no_grad():
+        y = model.eval()(x)
+    model.train()
+    kw = dict(num_chains=3, num_burnin=30, num_draws=40, step_size=1e-4, progress=False)
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        results.append(llc.estimate_llc(model, (x, y), seed=5, **kw).llc_trace)
+        assert torch.equal(torch.get_rng_state(), state)  # untouched
+    np.testing.assert_array_equal(results[0], results[1])
+    other = llc.estimate_llc(model, (x, y), seed=6, **kw).llc_trace
+    assert not np.array_equal(other, results[0])
+
+
+def test_dataloaders_give_every_sample_once_without_touching_the_global_rng(problem):
+    from torch.utils.data import DataLoader, Dataset
+
+    model, x, y = problem
+
+    class Pairs(Dataset):  # not a TensorDataset: the loader's batches are collated
+        def __len__(self):
+            return x.shape[0]
+
+        def __getitem__(self, i):
+            return x[i], y[i]
+
+    ref = llc.estimate_llc(model, (x, y), **FAST).llc_trace
+    for loader in (
+        DataLoader(Pairs(), batch_size=64, shuffle=True, drop_last=True),
+        DataLoader(Pairs(), batch_size=None),
+    ):
+        state = torch.get_rng_state()
+        got = llc.estimate_llc(model, loader, **FAST)
+        assert torch.equal(torch.get_rng_state(), state)
+        assert got.config["n"] == x.shape[0]  # drop_last drops nothing here
+        np.testing.assert_array_equal(got.llc_trace, ref)  # shuffling changes nothing
+
+
+def test_float_buffers_follow_the_requested_dtype():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)).eval()
+    x, y = torch.randn(100, 3), torch.randn(100, 1)
+    res = llc.estimate_llc(model, (x, y), dtype=torch.float64, **FAST)
+    assert np.isfinite(res.mean) and res.config["dtype"] == "torch.float64"
+    b = llc.bounds.bounds(model, (x, y))  # float64 by default, float32 model with BatchNorm
+    assert b.lower <= b.upper
