@@ -34,8 +34,8 @@ DRAWS = (4000, 25000)  # bounds of the default max_draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
 
 
-def _count(name: str, value: object, minimum: int = 1) -> None:
-    if value is None:
+def _count(name: str, value: object, minimum: int = 1, optional: bool = True) -> None:
+    if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -75,7 +75,8 @@ class LLCSettings:
     compensate_noise: bool = True
 
     def __post_init__(self) -> None:
-        for name, low in (("num_chains", 1), ("num_draws", 4), ("num_burnin", 0)):
+        _count("num_chains", self.num_chains, optional=False)
+        for name, low in (("num_draws", 4), ("num_burnin", 0)):
             _count(name, getattr(self, name), low)
         for name, low in (("batch_size", 1), ("chain_batch", 1), ("max_draws", 4)):
             _count(name, getattr(self, name), low)
@@ -83,8 +84,6 @@ class LLCSettings:
         _positive("nbeta", self.nbeta)
         _positive("localization", self.localization, allow_zero=True)
         get_kernel(self.sampler)  # a ValueError naming the known samplers
-        if self.num_chains is None:
-            raise TypeError("num_chains must be an integer, got NoneType")
 
     @property
     def adaptive(self) -> bool:

@@ -159,12 +159,11 @@ class Chains:
             self.diverged_at[c] = None
             self.diverged_why[c] = ""
 
-    def check(self, kernel: Kernel, params, state, loss, excess, nbeta: float, nonfinite=None):
-        """Flag chains with a non-finite loss or position, or a runaway loss; reset every flagged
-        chain to w* (a dead chain keeps stepping, and is reset again at each check)."""
-        bad_value = ~torch.isfinite(loss) | ~torch.isfinite(state.position).all(dim=1)
-        if nonfinite is not None:  # a non-finite loss at any step since the last check
-            bad_value = bad_value | nonfinite
+    def check(self, kernel: Kernel, params, state, nonfinite, excess, nbeta: float):
+        """Flag chains with a non-finite loss at any step since the last check (``nonfinite``,
+        shape (chain,)) or a non-finite position, or a runaway loss; reset every flagged chain to
+        w* (a dead chain keeps stepping, and is reset again at each check)."""
+        bad_value = nonfinite | ~torch.isfinite(state.position).all(dim=1)
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
         runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
         bad = (bad_value | runaway).tolist()
@@ -264,7 +263,7 @@ def run(
         if (t + 1) % check_every == 0 or t + 1 == num_steps:
             nonfinite = ~torch.isfinite(torch.stack(since_check)).all(dim=0)
             excess = loss - loss_center
-            state = chains.check(kernel, params, state, loss, excess, params.nbeta, nonfinite)
+            state = chains.check(kernel, params, state, nonfinite, excess, params.nbeta)
             since_check = []
             alive = chains.alive()
             if stop_on_divergence and not bool(alive.all()):
