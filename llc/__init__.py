@@ -14,10 +14,22 @@ The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for
 - :mod:`llc.diagnostics`: R-hat, ESS and MCSE.
 """
 
-from . import adaptation, bounds, diagnostics, kernels, observables, sampling, warmup
+from . import (
+    adaptation,
+    bounds,
+    diagnostics,
+    kernels,
+    language,
+    masks,
+    observables,
+    sampling,
+    warmup,
+    zoo,
+)
 from .bounds import Bounds, hessian_bounds
 from .estimator import LLCSettings, estimate_llc
 from .kernels import get_kernel
+from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
 from .result import LLCResult
@@ -35,7 +47,11 @@ __all__ = [
     "get_kernel",
     "hessian_bounds",
     "kernels",
+    "language",
+    "masks",
+    "param_masks",
     "observables",
     "sampling",
     "warmup",
+    "zoo",
 ]

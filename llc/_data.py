@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-__all__ = ["DIVERGENCES", "LossFn", "check_loss", "prepare_data", "resolve_loss"]
+from .language import next_token, token_targets
+
+__all__ = [
+    "DIVERGENCES",
+    "LossFn",
+    "check_loss",
+    "narrow",
+    "num_samples",
+    "prepare_data",
+    "resolve_loss",
+    "take",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,7 +46,11 @@ def _kl(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return kl.reshape(outputs.shape[0], -1).sum(dim=1)
 
 
-_NAMED_LOSSES: dict[str, LossFn] = {"mse": _mse, "cross_entropy": _cross_entropy}
+_NAMED_LOSSES: dict[str, LossFn] = {
+    "mse": _mse,
+    "cross_entropy": _cross_entropy,
+    "next_token": next_token,
+}
 DIVERGENCES: dict[str, LossFn] = {"mse": _mse, "kl": _kl}
 
 
@@ -43,7 +58,9 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     """Return a function ``(outputs, targets) -> per-sample losses`` of shape ``(batch,)``.
 
     ``"mse"`` is ``½‖y − f(x)‖²`` summed over output dimensions (a unit-variance Gaussian
-    likelihood up to constants), ``"cross_entropy"`` the negative log-likelihood of a classifier.
+    likelihood up to constants), ``"cross_entropy"`` the negative log-likelihood of a classifier,
+    ``"next_token"`` a language model's mean next-token cross-entropy per sequence
+    (:func:`llc.language.next_token`).
     """
     if isinstance(loss, str):
         if loss not in _NAMED_LOSSES:
@@ -55,6 +72,27 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     if not callable(loss):
         raise TypeError(f"loss must be a string or a callable, got {type(loss).__name__}")
     return loss
+
+
+# -- inputs: a tensor, or a dict of tensors passed to the model as keyword arguments ---------
+def num_samples(x) -> int:
+    """Number of samples (the leading dimension) of inputs ``x``."""
+    return int(next(iter(x.values())).shape[0]) if isinstance(x, dict) else int(x.shape[0])
+
+
+def narrow(x, start: int, length: int):
+    """Samples ``start`` to ``start + length`` of inputs ``x``."""
+    if isinstance(x, dict):
+        return {k: v[start : start + length] for k, v in x.items()}
+    return x[start : start + length]
+
+
+def take(x, idx: torch.Tensor):
+    """Samples ``idx`` (any shape) of inputs ``x``, shaped ``(*idx.shape, ...)``."""
+    if isinstance(x, dict):
+        return {k: take(v, idx) for k, v in x.items()}
+    # index_select on flat indices: measured about 4x faster than advanced indexing
+    return torch.index_select(x, 0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
 
 
 def _as_tensor(name: str, value: object) -> torch.Tensor:
@@ -114,20 +152,92 @@ def _collect_dataset(data: Dataset | DataLoader) -> tuple[torch.Tensor, ...]:
     return (torch.stack([_as_tensor("data", it) for it in items]),)
 
 
+def _keyword_inputs(data: Mapping) -> dict[str, torch.Tensor]:
+    out = {str(k): _as_tensor(f"data[{k!r}]", v) for k, v in data.items()}
+    if not out:
+        raise ValueError("data is an empty dict: pass at least input_ids")
+    lengths = {k: (v.shape[0] if v.ndim else None) for k, v in out.items()}
+    if len(set(lengths.values())) != 1 or None in lengths.values():
+        raise ValueError(f"data's entries must hold the same number of samples, got {lengths}")
+    return out
+
+
+def _token_inputs(data: object) -> object:
+    """Sequences given as a list of 1-D token tensors: stacked if they share a length."""
+    if (
+        isinstance(data, list | tuple)
+        and len(data) > 0
+        and all(isinstance(d, torch.Tensor) and d.ndim == 1 for d in data)
+    ):  # token ids are (n, seq): 1-D entries are sequences, not (inputs, targets)
+        lengths = sorted({int(d.shape[0]) for d in data})
+        if len(lengths) > 1:
+            raise ValueError(
+                f"data holds sequences of different lengths ({lengths[0]} to {lengths[-1]}): "
+                "pad them to one length and pass {'input_ids': ..., 'attention_mask': ...} "
+                "with 0 at the padded positions"
+            )
+        return torch.stack(list(data))
+    return data
+
+
+def _check_tokens(name: str, ids: torch.Tensor) -> None:
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must be integer token ids for loss='next_token', got dtype {ids.dtype}"
+        )
+    if ids.ndim != 2:
+        raise ValueError(
+            f"{name} must be token ids of shape (n, seq) for loss='next_token', got shape "
+            f"{tuple(ids.shape)}"
+        )
+
+
+def _next_token_data(inputs, targets):
+    """Inputs and targets for ``loss="next_token"``: the targets are the ids, masked."""
+    ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+    if isinstance(inputs, dict) and "input_ids" not in inputs:
+        raise ValueError(f"data must hold 'input_ids', got keys {sorted(inputs)}")
+    _check_tokens("data's input_ids" if isinstance(inputs, dict) else "data", ids)
+    if targets is None:
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        if mask is not None and mask.shape != ids.shape:
+            raise ValueError(
+                f"data's attention_mask must have the shape of input_ids {tuple(ids.shape)}, got "
+                f"{tuple(mask.shape)}"
+            )
+        targets = token_targets(ids, mask)
+    _check_tokens("data's targets", targets)
+    return inputs, targets
+
+
 def prepare_data(
     data: object,
     *,
     device: torch.device,
     dtype: torch.dtype,
     require_targets: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Turn ``data`` into ``(inputs, targets)`` tensors on ``device``.
+    tokens: bool = False,
+) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor | None]:
+    """Turn ``data`` into ``(inputs, targets)`` on ``device``.
 
     Accepts an ``(inputs, targets)`` tuple, a :class:`TensorDataset`, a map-style dataset or a
     :class:`DataLoader` (whose dataset is materialised once: the estimator samples its own
-    minibatches), or, when ``require_targets`` is false, inputs alone. Floating-point tensors are
-    cast to ``dtype``; integer targets (class labels) are kept.
+    minibatches), or, when ``require_targets`` is false, inputs alone. Inputs may be a dict of
+    tensors (keyword arguments of the model). Floating-point tensors are cast to ``dtype``;
+    integer tensors (class labels, token ids) are kept. With ``tokens`` (``loss="next_token"``)
+    inputs are token ids ``(n, seq)`` (or a list of equal-length 1-D sequences) and the targets,
+    when not given, are the ids with padding (``attention_mask == 0``) ignored.
     """
+    if tokens:
+        data = _token_inputs(data)
+    if isinstance(data, Mapping):
+        data = (data,)
+    if isinstance(data, list | tuple) and data and isinstance(data[0], Mapping):
+        if len(data) > 2:
+            raise ValueError(f"data must be (inputs, targets), got {len(data)} entries")
+        inputs = _keyword_inputs(data[0])
+        targets = _as_tensor("targets", data[1]) if len(data) == 2 else None
+        return _finish(inputs, targets, device, dtype, require_targets, tokens)
     if isinstance(data, torch.Tensor):
         tensors: tuple[torch.Tensor, ...] = (data,)
     elif isinstance(data, list | tuple):
@@ -147,28 +257,34 @@ def prepare_data(
         raise ValueError(
             f"data must yield (inputs, targets), got {len(tensors)} tensors per sample"
         )
-    inputs = tensors[0]
     targets = tensors[1] if len(tensors) == 2 else None
+    return _finish(tensors[0], targets, device, dtype, require_targets, tokens)
+
+
+def _finish(inputs, targets, device, dtype, require_targets: bool, tokens: bool):
+    if tokens:
+        inputs, targets = _next_token_data(inputs, targets)
     if targets is None and require_targets:
         raise ValueError("data must contain targets: pass (inputs, targets)")
-    if inputs.ndim == 0 or inputs.shape[0] == 0:
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+    if first.ndim == 0 or first.shape[0] == 0:
         raise ValueError("data is empty: inputs must have at least one sample along dimension 0")
-    if targets is not None and (targets.ndim == 0 or targets.shape[0] != inputs.shape[0]):
+    if targets is not None and (targets.ndim == 0 or targets.shape[0] != first.shape[0]):
         got = "a scalar" if targets.ndim == 0 else f"{targets.shape[0]} targets"
-        raise ValueError(f"data has mismatched lengths: {inputs.shape[0]} inputs and {got}")
-    out = []
-    for name, t in (("inputs", inputs), ("targets", targets)):
-        if t is None:
-            out.append(None)
-            continue
-        if t.is_floating_point() or t.is_complex():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"data {name} contain non-finite values (NaN or inf)")
-            t = t.to(device=device, dtype=dtype)
-        else:
-            t = t.to(device=device)
-        out.append(t)
-    return out[0], out[1]
+        raise ValueError(f"data has mismatched lengths: {first.shape[0]} inputs and {got}")
+    if isinstance(inputs, dict):
+        inputs = {k: _to(f"inputs[{k!r}]", v, device, dtype) for k, v in inputs.items()}
+    else:
+        inputs = _to("inputs", inputs, device, dtype)
+    return inputs, None if targets is None else _to("targets", targets, device, dtype)
+
+
+def _to(name: str, t: torch.Tensor, device, dtype) -> torch.Tensor:
+    if t.is_floating_point() or t.is_complex():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"data {name} contain non-finite values (NaN or inf)")
+        return t.to(device=device, dtype=dtype)
+    return t.to(device=device)
 
 
 def check_loss(loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) -> None:

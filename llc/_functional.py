@@ -2,19 +2,27 @@
 
 Chain parameters are stored as one tensor of shape ``(chain, D)``; :class:`FlatModel` splits a
 flat vector into views shaped like the model's parameters and calls the model through
-:func:`torch.func.functional_call`, so the user's module is never modified.
+:func:`torch.func.functional_call`, so the user's module is never modified. A parameter may be
+sampled in part (a boolean mask over its entries): its other entries stay at w*.
+
+Inputs are a tensor, or a dict of tensors passed to the model as keyword arguments (Hugging
+Face's ``input_ids``/``attention_mask``). Outputs may be a tensor, a tuple (its first entry) or
+an object with ``.logits`` (a Hugging Face ``ModelOutput``). Models that call torch's attention
+run their vmapped passes inside :class:`llc._attention.ChainBatchedAttention`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ._data import LossFn
+from ._attention import ChainBatchedAttention
+from ._data import LossFn, narrow, num_samples
 from ._mlp import mlp_plan
 
 __all__ = ["FlatModel"]
@@ -32,7 +40,12 @@ class FlatModel:
     center : Tensor, shape (D,)
         The flattened reference parameters w*.
     frozen : dict
-        Parameters not sampled and buffers, passed to the model unchanged (detached copies).
+        Parameters not sampled and buffers, passed to the model unchanged (detached copies),
+        and the w* values of the parameters sampled in part.
+    entries : dict
+        For a parameter sampled in part, the flat indices ``(k,)`` of its sampled entries.
+    attention : bool
+        Run the chain-batched passes inside :class:`ChainBatchedAttention`.
     """
 
     module: nn.Module
@@ -40,6 +53,8 @@ class FlatModel:
     shapes: tuple[torch.Size, ...]
     center: torch.Tensor
     frozen: dict[str, torch.Tensor]
+    entries: dict[str, torch.Tensor] = field(default_factory=dict)
+    attention: bool = False
 
     @classmethod
     def from_module(
@@ -50,10 +65,17 @@ class FlatModel:
         device: torch.device,
         dtype: torch.dtype,
     ) -> FlatModel:
-        names, shapes, flat, frozen = [], [], [], {}
+        names, shapes, flat, frozen, entries = [], [], [], {}, {}
         for name, p in module.named_parameters():
             value = p.detach().to(device=device, dtype=dtype).clone()
-            if select is None or select(name, p):
+            chosen = True if select is None else select(name, p)
+            if isinstance(chosen, torch.Tensor):  # a mask over the entries
+                idx = chosen.to(device).reshape(-1).nonzero().squeeze(1)
+                names.append(name)
+                shapes.append(value.shape)
+                flat.append(value.reshape(-1)[idx])
+                frozen[name], entries[name] = value, idx
+            elif chosen:
                 names.append(name)
                 shapes.append(value.shape)
                 flat.append(value.reshape(-1))
@@ -67,36 +89,54 @@ class FlatModel:
                 "params selects no parameter of the model (check params=); the model has "
                 f"{[n for n, _ in module.named_parameters()]}"
             )
-        return cls(module, tuple(names), tuple(shapes), torch.cat(flat), frozen)
+        return cls(module, tuple(names), tuple(shapes), torch.cat(flat), frozen, entries)
+
+    def with_attention(self, attention: bool) -> FlatModel:
+        return replace(self, attention=attention)
 
     @property
     def dim(self) -> int:
         return int(self.center.numel())
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of sampled entries of each parameter in :attr:`names`."""
+        return tuple(
+            int(self.entries[n].numel()) if n in self.entries else s.numel()
+            for n, s in zip(self.names, self.shapes)
+        )
+
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        sizes = [s.numel() for s in self.shapes]
-        parts = torch.split(flat, sizes)
-        return {n: p.view(s) for n, p, s in zip(self.names, parts, self.shapes)}
+        parts = torch.split(flat, self.sizes)
+        out = {}
+        for n, p, s in zip(self.names, parts, self.shapes):
+            if n in self.entries:  # w* everywhere but the sampled entries
+                p = self.frozen[n].reshape(-1).scatter(0, self.entries[n], p)
+            out[n] = p.view(s)
+        return out
 
-    def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, {**self.frozen, **self.unflatten(flat)}, (x,))
+    def forward(self, flat: torch.Tensor, x) -> torch.Tensor:
+        """``f_w(x)``: the model's output tensor (a tuple's first entry, or ``.logits``)."""
+        args, kwargs = ((), x) if isinstance(x, dict) else ((x,), {})
+        out = functional_call(self.module, {**self.frozen, **self.unflatten(flat)}, args, kwargs)
+        return model_output(out)
 
-    def per_sample_loss(
-        self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss: LossFn
-    ) -> torch.Tensor:
+    def _context(self):
+        return ChainBatchedAttention() if self.attention else nullcontext()
+
+    def per_sample_loss(self, flat: torch.Tensor, x, y: torch.Tensor, loss: LossFn) -> torch.Tensor:
         out = loss(self.forward(flat, x), y)
-        if not isinstance(out, torch.Tensor) or out.shape != (x.shape[0],):
+        m = num_samples(x)
+        if not isinstance(out, torch.Tensor) or out.shape != (m,):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"loss must return one value per sample, shape ({x.shape[0]},), got {got}"
-            )
+            raise ValueError(f"loss must return one value per sample, shape ({m},), got {got}")
         return out
 
     @torch.no_grad()
     def losses_at(
         self,
         flat: torch.Tensor,
-        x: torch.Tensor,
+        x,
         y: torch.Tensor,
         loss: LossFn,
         chunk: int = 8192,
@@ -104,8 +144,8 @@ class FlatModel:
         """Per-sample losses at one parameter vector over the whole data, shape ``(n,)``."""
         return torch.cat(
             [
-                self.per_sample_loss(flat, x[i : i + chunk], y[i : i + chunk], loss)
-                for i in range(0, x.shape[0], chunk)
+                self.per_sample_loss(flat, narrow(x, i, chunk), y[i : i + chunk], loss)
+                for i in range(0, num_samples(x), chunk)
             ]
         )
 
@@ -115,7 +155,17 @@ class FlatModel:
         def mean_loss(flat, x, y):
             return self.per_sample_loss(flat, x, y, loss).mean()
 
-        return vmap(mean_loss, in_dims=(0, 0, 0), randomness="different")
+        return self._in_context(vmap(mean_loss, in_dims=(0, 0, 0), randomness="different"))
+
+    def _in_context(self, fn: Callable) -> Callable:
+        if not self.attention:
+            return fn
+
+        def wrapped(*args):
+            with self._context():
+                return fn(*args)
+
+        return wrapped
 
     def batched_per_sample_loss(self, loss: LossFn) -> Callable[..., torch.Tensor]:
         """``(W, X, Y) -> per-sample losses (C, m)``, chains ``W: (C, D)``, shared ``X: (m, …)``."""
@@ -123,7 +173,15 @@ class FlatModel:
         def per_sample(flat, x, y):
             return self.per_sample_loss(flat, x, y, loss)
 
-        return vmap(per_sample, in_dims=(0, None, None), randomness="different")
+        return self._in_context(vmap(per_sample, in_dims=(0, None, None), randomness="different"))
+
+    def batched_outputs_loss(self, fn: Callable) -> Callable[..., torch.Tensor]:
+        """``(W, X, Y) -> fn(f_{W_c}(X), Y)`` per chain, ``X`` shared, of any output shape."""
+
+        def one(flat, x, y):
+            return fn(self.forward(flat, x), y)
+
+        return self._in_context(vmap(one, in_dims=(0, None, None), randomness="different"))
 
     def batched_value_and_grad(
         self, loss: LossFn, *, mlp_path: bool = True
@@ -136,7 +194,9 @@ class FlatModel:
         Plain MLPs (``nn.Sequential`` of ``nn.Linear`` and common activations) take the
         hand-written batched path of :mod:`llc._mlp` instead, unless ``mlp_path=False``.
         """
-        plan = mlp_plan(self.module, self.names, self.frozen) if mlp_path else None
+        plan = None
+        if mlp_path and not self.entries:
+            plan = mlp_plan(self.module, self.names, self.frozen)
         if plan is not None:
             return plan.value_and_grad(loss)
         fwd = self.batched_loss(loss)
@@ -162,6 +222,21 @@ class FlatModel:
             return hv
 
         return hvp
+
+
+def model_output(out) -> torch.Tensor:
+    """The output tensor of a model: ``out`` itself, ``out.logits``, or a tuple's first entry."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(
+        "the model must return a tensor, a tuple whose first entry is a tensor, or an object "
+        f"with a .logits tensor (a Hugging Face ModelOutput), got {type(out).__name__}"
+    )
 
 
 def chunked(

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
-from torch.func import functional_call, hessian, jacrev, jvp, vjp, vmap
+from torch.func import hessian, jacrev, jvp, vjp, vmap
 
-from ._data import LossFn
+from ._data import LossFn, narrow, num_samples
 from ._functional import FlatModel
 
 __all__ = ["Curvature", "default_rtol", "lanczos_spectrum"]
@@ -31,7 +31,7 @@ class Curvature:
 
     def __init__(self, flat: FlatModel, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn):
         self.flat, self.x, self.y, self.loss_fn = flat, x, y, loss_fn
-        self.n = x.shape[0]
+        self.n = num_samples(x)
 
     # ---- dense ------------------------------------------------------------------------
     def _output_hessians(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,9 +58,9 @@ class Curvature:
                 flat.dim, flat.dim, dtype=flat.center.dtype, device=flat.center.device
             )
             for i in range(0, self.n, CHUNK):
-                xb, yb = self.x[i : i + CHUNK], self.y[i : i + CHUNK]
+                xb, yb = narrow(self.x, i, CHUNK), self.y[i : i + CHUNK]
                 out = flat.forward(flat.center, xb).detach()
-                jac = jacrev(lambda w, xb=xb: flat.forward(w, xb).reshape(xb.shape[0], -1))(
+                jac = jacrev(lambda w, xb=xb, m=out.shape[0]: flat.forward(w, xb).reshape(m, -1))(
                     flat.center
                 )
                 h = self._output_hessians(out, yb)  # (B, o, o)
@@ -84,10 +84,8 @@ class Curvature:
         def ggn(v: torch.Tensor) -> torch.Tensor:
             acc = torch.zeros_like(c)
             for i in range(0, self.n, 4 * CHUNK):
-                xb, yb = self.x[i : i + 4 * CHUNK], self.y[i : i + 4 * CHUNK]
-                fwd = lambda w, xb=xb: functional_call(  # noqa: E731
-                    flat.module, {**flat.frozen, **flat.unflatten(w)}, (xb,)
-                )
+                xb, yb = narrow(self.x, i, 4 * CHUNK), self.y[i : i + 4 * CHUNK]
+                fwd = lambda w, xb=xb: flat.forward(w, xb)  # noqa: E731
                 out, jv = jvp(fwd, (c,), (v,))
                 o = out.detach().requires_grad_(True)
 

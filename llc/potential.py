@@ -15,15 +15,26 @@ estimator it checks.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._data import DIVERGENCES, LossFn, check_loss, prepare_data, resolve_loss
+from ._attention import calls_attention
+from ._data import (
+    DIVERGENCES,
+    LossFn,
+    check_loss,
+    narrow,
+    num_samples,
+    prepare_data,
+    resolve_loss,
+    take,
+)
 from ._functional import FlatModel, chunked
+from .language import next_token
 
 __all__ = ["ExcessLoss", "Potential", "selected_parameters"]
 
@@ -34,6 +45,8 @@ def _selector(params, model: nn.Module) -> Callable[[str, torch.Tensor], bool] |
     """Turn ``params=`` (names, a predicate, modules or parameters) into a name predicate."""
     if params is None:
         return None
+    if isinstance(params, Mapping):
+        return _mask_selector(params, model)
     if callable(params) and not isinstance(params, nn.Module):
         return lambda name, p: bool(params(name, p))
     if isinstance(params, str | nn.Module | nn.Parameter):
@@ -76,6 +89,37 @@ def _selector(params, model: nn.Module) -> Callable[[str, torch.Tensor], bool] |
     return lambda name, p: id(p) in ids or any(hit(n, name) for n in wanted)
 
 
+def _mask_selector(params: Mapping, model: nn.Module):
+    """``{name: mask}``: a boolean mask over a parameter's entries, or True for all of them."""
+    named = dict(model.named_parameters())
+    chosen = {}
+    for name, mask in params.items():
+        if name not in named:
+            close = difflib.get_close_matches(str(name), list(named), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"params names {name!r}, which is not a parameter of the model{hint} "
+                f"(the model has {list(named)})"
+            )
+        if mask is True:
+            chosen[name] = True
+            continue
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(
+                f"params[{name!r}] must be a boolean mask tensor or True, got "
+                f"{getattr(mask, 'dtype', type(mask).__name__)}"
+            )
+        if mask.shape != named[name].shape:
+            raise ValueError(
+                f"params[{name!r}] must have the parameter's shape {tuple(named[name].shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
+        if not bool(mask.any()):
+            raise ValueError(f"params[{name!r}] is a mask that selects no entry")
+        chosen[name] = True if bool(mask.all()) else mask.detach().cpu()
+    return lambda name, p: chosen.get(name, False)
+
+
 def selected_parameters(model: nn.Module, params=None) -> list[tuple[str, nn.Parameter]]:
     """The ``(name, parameter)`` pairs that ``params=`` selects (all when None), in model order."""
     if not isinstance(model, nn.Module):
@@ -84,13 +128,39 @@ def selected_parameters(model: nn.Module, params=None) -> list[tuple[str, nn.Par
     if not named:
         raise ValueError("model has no parameters")
     select = _selector(params, model)
-    chosen = [(n, p) for n, p in named if select is None or select(n, p)]
+    chosen = [(n, p) for n, p in named if select is None or _is_chosen(select(n, p))]
     if not chosen:
         raise ValueError(
             f"params selects no parameter of the model (check params=); the model has "
             f"{[n for n, _ in named]}"
         )
     return chosen
+
+
+def _is_chosen(value) -> bool:
+    return isinstance(value, torch.Tensor) or bool(value)
+
+
+def _input_embedding(model: nn.Module) -> nn.Embedding | None:
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    if isinstance(emb, nn.Embedding):
+        return emb
+    return next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+
+
+def _check_token_range(model: nn.Module, inputs) -> None:
+    """Integer inputs of a model with an embedding must be ids the embedding has."""
+    ids = inputs.get("input_ids") if isinstance(inputs, dict) else inputs
+    emb = _input_embedding(model)
+    if emb is None or not isinstance(ids, torch.Tensor) or ids.is_floating_point():
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= emb.num_embeddings:
+        raise ValueError(
+            f"data holds token ids from {low} to {high}, outside the range [0, "
+            f"{emb.num_embeddings}) of the model's input embedding"
+        )
 
 
 class Potential:
@@ -103,14 +173,18 @@ class Potential:
         parameters, buffers, ``requires_grad`` flags and train/eval mode are left untouched.
     data : (inputs, targets) tuple, TensorDataset, Dataset or DataLoader
         The n samples, read into memory once; inputs alone with ``loss="behavioral"``.
-    loss : {"mse", "cross_entropy", "behavioral"} or callable
+    loss : {"mse", "cross_entropy", "next_token", "behavioral"} or callable
         Per-sample loss ``ℓ(f_w(x), y)``. ``"mse"`` is ``½‖y − f(x)‖²`` summed over output
-        dimensions, ``"cross_entropy"`` the classifier's negative log-likelihood; a callable maps
-        ``(outputs, targets)`` to per-sample losses of shape ``(batch,)``. ``"behavioral"`` is the
-        ``divergence`` of ``f_w(x)`` from the reference outputs ``f_{w*}(x)``, computed once.
+        dimensions, ``"cross_entropy"`` the classifier's negative log-likelihood,
+        ``"next_token"`` a language model's mean next-token cross-entropy per sequence (data:
+        token ids ``(n, seq)``, see :mod:`llc.language`); a callable maps ``(outputs, targets)``
+        to per-sample losses of shape ``(batch,)``. ``"behavioral"`` is the ``divergence`` of
+        ``f_w(x)`` from the reference outputs ``f_{w*}(x)``, computed once.
     params : optional
         The parameters to sample (names, a predicate ``(name, p) -> bool``, modules or parameter
-        tensors); the others stay frozen at w*. Default: all.
+        tensors), or a dict ``{name: mask}`` of boolean masks over entries (``True`` for a whole
+        tensor; :func:`llc.masks.param_masks` builds them for heads, MLPs and embeddings); the
+        rest stays frozen at w*. Default: all.
     divergence : {"mse", "kl"}
         With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
         ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))``.
@@ -123,9 +197,10 @@ class Potential:
         w*, the selected parameters flattened.
     names : tuple of str
         The selected parameters, in flattening order.
-    inputs, targets : Tensor
-        The data on ``device``, shape ``(n, ...)``; targets are the reference outputs for
-        ``"behavioral"``.
+    inputs : Tensor or dict of Tensor
+        The data on ``device``, shape ``(n, ...)``; a dict is passed as keyword arguments.
+    targets : Tensor
+        Shape ``(n, ...)``; the reference outputs for ``"behavioral"``.
     center_losses : Tensor, shape (n,)
         ``ℓ_i(w*)``, the control variate of every minibatch.
     loss_name : str
@@ -143,6 +218,15 @@ class Potential:
     and the draws depend on the seed alone; a loop of one's own over :meth:`value_and_grad`
     should do the same. With such a model the result depends on ``chain_batch`` (the chunks
     draw their masks in turn).
+
+    Models that call torch's scaled dot-product attention (``F.scaled_dot_product_attention``,
+    ``nn.MultiheadAttention``, ``nn.Transformer*Layer``, Hugging Face models) are detected by
+    one probing forward pass; their chain-batched passes compute attention as
+    ``softmax(q kᵀ/√E + mask) v`` out of matmuls, whose batching rules fold the chain dimension
+    into the attention's batch dimension. Torch's fused kernels have no such rule (a per-chain
+    loop on CPU, a failing backward on CUDA). This is done by a torch-function mode entered
+    around those passes only (:mod:`llc._attention`); torch's global SDPA settings are
+    untouched.
     """
 
     def __init__(
@@ -175,9 +259,15 @@ class Potential:
             self.loss_fn = resolve_loss(loss)
         self.loss_name = loss if isinstance(loss, str) else "callable"
         self.divergence = divergence if self.behavioral else None
+        tokens = self.loss_fn is next_token
         x, y = prepare_data(
-            data, device=self.device, dtype=dtype, require_targets=not self.behavioral
+            data,
+            device=self.device,
+            dtype=dtype,
+            require_targets=not (self.behavioral or tokens),
+            tokens=tokens,
         )
+        _check_token_range(model, x)
         self._flat = FlatModel.from_module(
             model, select=_selector(params, model), device=self.device, dtype=dtype
         )
@@ -186,10 +276,13 @@ class Potential:
             if self.behavioral:  # the reference outputs f_{w*}(x)
                 step = REFERENCE_CHUNK
                 y = torch.cat(
-                    [self.forward(self.center, x[i : i + step]) for i in range(0, x.shape[0], step)]
+                    [self.forward(self.center, narrow(x, i, step)) for i in range(0, self.n, step)]
                 )
             self.targets = y
-            check_loss(self.loss_fn, self.forward(self.center, x[:8]), y[:8])
+            head = narrow(x, 0, 8)
+            check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
+            if calls_attention(self.forward, self.center, head):
+                self._flat = self._flat.with_attention(True)
             self.center_losses = self.losses(self.center)
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")
@@ -212,7 +305,7 @@ class Potential:
 
     @property
     def n(self) -> int:
-        return int(self.inputs.shape[0])
+        return num_samples(self.inputs)
 
     @property
     def flat_model(self) -> FlatModel:
@@ -245,12 +338,7 @@ class Potential:
 
     def minibatch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-chain minibatches ``(X, Y)`` of shape ``(chain, batch, ...)`` for indices ``idx``."""
-        flat = idx.reshape(-1)
-        # index_select on flat indices: measured about 4x faster than advanced indexing
-        return tuple(
-            torch.index_select(t, 0, flat).view(*idx.shape, *t.shape[1:])
-            for t in (self.inputs, self.targets)
-        )
+        return take(self.inputs, idx), take(self.targets, idx)
 
     def center_loss(self, idx: torch.Tensor) -> torch.Tensor:
         """``L_B(w*)`` for each chain's minibatch indices ``idx`` (chain, batch), shape (chain,)."""
@@ -281,13 +369,32 @@ class Potential:
 
     @torch.no_grad()
     def per_sample_losses(
-        self, w: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, chunk: int = 4096
+        self, w: torch.Tensor, inputs, targets: torch.Tensor, chunk: int = 4096
     ) -> torch.Tensor:
         """``ℓ(f_{w_c}(x_i), y_i)`` for chains ``w`` (chain, D) on shared samples (m, ...):
         shape (chain, m), evaluated ``chunk`` samples at a time."""
         parts = [
-            self._per_sample(w, inputs[i : i + chunk], targets[i : i + chunk])
-            for i in range(0, inputs.shape[0], chunk)
+            self._per_sample(w, narrow(inputs, i, chunk), targets[i : i + chunk])
+            for i in range(0, targets.shape[0], chunk)
+        ]
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def per_token_losses(
+        self, w: torch.Tensor, inputs, targets: torch.Tensor, chunk: int = 1024
+    ) -> torch.Tensor:
+        """Per-token losses for chains ``w`` (chain, D) on shared sequences: shape
+        ``(chain, m, seq − 1)`` for ``loss="next_token"`` (ignored positions are 0)."""
+        per_token = getattr(self.loss_fn, "per_token", None)
+        if per_token is None:
+            raise ValueError(
+                f"per-token losses need loss='next_token' (a loss with .per_token), got "
+                f"{self.loss_name!r}"
+            )
+        fn = self._flat.batched_outputs_loss(per_token)
+        parts = [
+            fn(w, narrow(inputs, i, chunk), targets[i : i + chunk])
+            for i in range(0, targets.shape[0], chunk)
         ]
         return torch.cat(parts, dim=1)
 

@@ -182,17 +182,14 @@ class Chains:
         center = params.center.expand_as(state.position)
         fresh = kernel.init(center.clone(), torch.zeros_like(state.position), params)
         return type(state)(
-            *(
-                torch.where(dead.view(-1, *[1] * (f.ndim - 1)), r, f)
-                for f, r in zip(state, fresh)
-            )
+            *(torch.where(dead.view(-1, *[1] * (f.ndim - 1)), r, f) for f, r in zip(state, fresh))
         )
 
 
 def _energy(params, position, loss):
-    return params.nbeta * loss + 0.5 * params.localization * (
-        (position - params.center) ** 2
-    ).sum(1)
+    return params.nbeta * loss + 0.5 * params.localization * ((position - params.center) ** 2).sum(
+        1
+    )
 
 
 def run(
@@ -285,8 +282,6 @@ def values(
     A chain's values from ``check_every`` steps before its divergence was found on are discarded
     (``finalize`` receives each chain's first invalid step, or None).
     """
-    invalid = [
-        None if d is None else max(0, d - first - check_every) for d in chains.diverged_at
-    ]
+    invalid = [None if d is None else max(0, d - first - check_every) for d in chains.diverged_at]
     num_steps = chains.steps_done - first
     return {obs.name: obs.finalize(acc, invalid, num_steps) for obs, acc in zip(observables, accs)}

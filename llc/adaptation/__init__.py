@@ -18,4 +18,3 @@ from . import convergence, draws, metric, noise, step_size
 from ._part import Part
 
 __all__ = ["Part", "convergence", "draws", "metric", "noise", "step_size"]
-

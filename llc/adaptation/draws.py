@@ -55,9 +55,7 @@ def precise(trace: np.ndarray) -> bool:
     return bool(np.isfinite(err) and err <= REL_MCSE * abs(ex.mean()) and rhat(ex) <= MAX_RHAT)
 
 
-def init(
-    warmup_trace: np.ndarray, *, max_draws: int, num_draws: int | None = None
-) -> DrawsState:
+def init(warmup_trace: np.ndarray, *, max_draws: int, num_draws: int | None = None) -> DrawsState:
     if num_draws is not None:
         return DrawsState(0, num_draws, num_draws, False, ())
     return DrawsState(0, projected(warmup_trace, max_draws), max_draws, True, ())

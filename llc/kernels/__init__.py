@@ -83,15 +83,17 @@ def _kernel(name: str, module, params: type, **flags) -> Kernel:
 
 KERNELS: dict[str, Kernel] = {
     "sgld": _kernel(
-        "sgld", sgld, sgld.SGLDParams, langevin=True, learns_metric=True,
+        "sgld",
+        sgld,
+        sgld.SGLDParams,
+        langevin=True,
+        learns_metric=True,
         minibatch_heating=sgld.minibatch_heating,
     ),  # fmt: skip
     "rmsprop_sgld": _kernel(
         "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
     ),
-    "sgnht": _kernel(
-        "sgnht", sgnht, sgnht.SGNHTParams, minibatch_heating=sgnht.minibatch_heating
-    ),
+    "sgnht": _kernel("sgnht", sgnht, sgnht.SGNHTParams, minibatch_heating=sgnht.minibatch_heating),
 }
 
 

@@ -137,8 +137,10 @@ def test_bad_data_and_models(problem):
         llc.estimate_llc(model, (x, bad_y), **FAST)
     with pytest.raises(ValueError, match="targets"):
         llc.estimate_llc(model, x, **FAST)
-    with pytest.raises(TypeError, match="data"):
+    with pytest.raises(ValueError, match="targets"):  # a dict is keyword inputs of the model
         llc.estimate_llc(model, {"x": x}, **FAST)
+    with pytest.raises(TypeError, match="data"):
+        llc.estimate_llc(model, "inputs.pt", **FAST)
     with pytest.raises(ValueError, match="no parameters"):
         llc.estimate_llc(nn.ReLU(), (x, y), **FAST)
     with pytest.raises(TypeError, match="model"):
