@@ -1,5 +1,5 @@
 """Command line: ``python -m llc validate [--quick] [--noisy] [--n N] [--seed S] [--sampler K]
-[--out DIR]``."""
+[--out DIR] [--transformers]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,41 @@ import sys
 from pathlib import Path
 
 
+def _validate_lm(args: argparse.Namespace) -> int:
+    from .validate_lm import devinterp_agreement, heads_check, stability_check, unembedding_check
+
+    def table(title, rows):
+        print(f"\n{title}")
+        keys = list(rows[0])
+        print("  ".join(f"{k:>10}" for k in keys))
+        for r in rows:
+            print(
+                "  ".join(
+                    f"{v:>10.4g}" if isinstance(v, float) else f"{v!s:>10}" for v in r.values()
+                )
+            )
+
+    ok = True
+    rows = [unembedding_check(kind, progress=args.progress) for kind in ("tiny", "gpt2")]
+    table("unembedding-refined LLC at the defaults against (V - 1)·r/2 (target: within 5 %)", rows)
+    ok &= all(abs(r["rel_error"]) <= 0.05 for r in rows)
+    rows = devinterp_agreement()
+    table("same SGLD, this package against devinterp's SGMCMC.sgld (target: |z| within 3)", rows)
+    ok &= all(abs(r["z"]) <= 3 for r in rows)
+    rows = stability_check(progress=args.progress)
+    table("tiny GPT-2, default call, two seeds (targets: λ̂ > 0, R-hat <= 1.05, |z| <= 4)", rows)
+    z = (rows[0]["llc"] - rows[1]["llc"]) / (rows[0]["mcse"] ** 2 + rows[1]["mcse"] ** 2) ** 0.5
+    print(f"two seeds: z = {z:.2f}")
+    ok &= abs(z) <= 4 and all(r["llc"] > 0 and r["r_hat"] <= 1.05 for r in rows)
+    rows = heads_check(progress=args.progress)
+    table("attention-only model, layer-1 head 3 trained with its output zeroed", rows)
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if args.transformers:
+        return _validate_lm(args)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("--out", default="validate_out", help="folder for the PNG figures")
     v.add_argument("--progress", action="store_true", help="show progress bars")
+    v.add_argument(
+        "--transformers", action="store_true", help="the transformer checks (llc.validate_lm)"
+    )
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args)

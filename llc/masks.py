@@ -14,7 +14,8 @@ Supported: ``nn.MultiheadAttention`` (also inside ``nn.TransformerEncoderLayer``
 ``DecoderLayer``; its packed ``in_proj_weight`` is ``[W_Q; W_K; W_V]``, head h the rows
 ``h·d_head … (h+1)·d_head`` of each, ``out_proj.weight`` its columns), Hugging Face GPT-2
 blocks (``Conv1D`` weights stored transposed: ``c_attn`` columns, ``c_proj`` rows), and
-TransformerLens attention (``W_Q[h]``, …). Layers are numbered in the order their attention
+TransformerLens 3 ``HookedTransformer`` attention (``W_Q[h]``, …; TransformerLens 4 removed
+``HookedTransformer``, and its ``TransformerBridge`` is not supported). Layers are numbered in the order their attention
 modules appear in ``model.modules()``. The output bias of attention is shared by all heads and
 belongs to no head. The result is ``{parameter name: bool mask, or True for a whole tensor}``,
 what ``params=`` takes.
@@ -101,7 +102,10 @@ def _one(model: nn.Module, spec: str) -> Masks:
         )
     attn, parent = attns[index]
     if head:
-        return _head(names, attn, int(head.group(2)), head.group(3) or "qkvo", spec)
+        out = _head(names, attn, int(head.group(2)), head.group(3) or "qkvo", spec)
+        if not out:
+            raise ValueError(f"restriction {spec!r} selects no parameter of this attention module")
+        return out
     part = layer.group(2)
     out: Masks = {}
     if part in (None, "attn"):
@@ -131,8 +135,8 @@ def _kind(m: nn.Module) -> str | None:
         return "mha"
     if hasattr(m, "c_attn") and hasattr(m, "c_proj") and hasattr(m, "head_dim"):
         return "gpt2"
-    if all(isinstance(getattr(m, k, None), torch.Tensor) for k in ("W_Q", "W_K", "W_V", "W_O")):
-        return "lens"
+    if all(isinstance(getattr(m, k, None), nn.Parameter) for k in ("W_Q", "W_K", "W_V", "W_O")):
+        return "lens"  # HookedTransformer (TransformerLens 3); 4's bridge computes them
     return None
 
 

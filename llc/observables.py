@@ -194,6 +194,12 @@ class ProbeLossStats:
             return self.covariance / np.outer(sd, sd)
 
 
+def _moved(t, pot):
+    if isinstance(t, dict):
+        return {k: _moved(v, pot) for k, v in t.items()}
+    return t.to(pot.device, pot.dtype) if t.is_floating_point() else t.to(pot.device)
+
+
 @dataclass(frozen=True, eq=False)
 class ProbeLosses:
     """Mean and covariance of the per-sample losses on ``(inputs, targets)`` under the posterior.
@@ -201,11 +207,16 @@ class ProbeLosses:
     Parameters
     ----------
     inputs, targets : Tensor, shape (sample, ...)
-        The probe set, on the potential's device and dtype.
+        The probe set, moved to the potential's device and dtype; inputs may be a dict of
+        tensors (keyword inputs of the model).
     every : int
         Record every this many steps (each record is one forward pass of every chain).
     covariance : bool
         Accumulate the (sample, sample) covariance: ``8·sample²`` bytes.
+    per_token : bool
+        With ``loss="next_token"``: record each predicted token's loss instead of each
+        sequence's, so that "sample" is a token, ``m·(seq − 1)`` of them in row-major order
+        (sequence, position); ignored positions are 0.
     name : str
 
     Notes
@@ -217,25 +228,38 @@ class ProbeLosses:
     last ``check_every`` steps. The probe set is moved to the potential's device and dtype.
     """
 
-    inputs: torch.Tensor
+    inputs: torch.Tensor | dict
     targets: torch.Tensor
     every: int = 10
     covariance: bool = True
+    per_token: bool = False
     name: str = "probe_losses"
 
     def __post_init__(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"every must be a positive integer, got {self.every!r}")
-        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets, torch.Tensor):
-            raise TypeError("inputs and targets must be tensors")
-        if self.inputs.shape[0] != self.targets.shape[0] or self.inputs.shape[0] == 0:
+        parts = list(self.inputs.values()) if isinstance(self.inputs, dict) else [self.inputs]
+        if not all(isinstance(t, torch.Tensor) for t in [*parts, self.targets]) or not parts:
+            raise TypeError("inputs (a tensor or a dict of tensors) and targets must be tensors")
+        if parts[0].shape[0] != self.targets.shape[0] or self.targets.shape[0] == 0:
             raise ValueError(
                 f"inputs and targets must hold the same positive number of samples, got "
-                f"{self.inputs.shape[0]} and {self.targets.shape[0]}"
+                f"{parts[0].shape[0]} and {self.targets.shape[0]}"
+            )
+        if self.per_token and self.targets.ndim != 2:
+            raise ValueError(
+                "per_token needs token targets of shape (sample, seq), got "
+                f"{tuple(self.targets.shape)}"
             )
 
+    @property
+    def size(self) -> int:
+        """Number of recorded losses per draw: samples, or tokens with ``per_token``."""
+        m = self.targets.shape[0]
+        return m * (self.targets.shape[1] - 1) if self.per_token else m
+
     def init(self, num_chains: int):
-        m = self.inputs.shape[0]
+        m = self.size
         return {
             "shift": None,
             "chain_sum": torch.zeros(num_chains, m, dtype=torch.float64),
@@ -254,17 +278,16 @@ class ProbeLosses:
             return acc
         pot = step.potential
         if acc["data"] is None:
-            acc["data"] = tuple(
-                t.to(pot.device, pot.dtype) if t.is_floating_point() else t.to(pot.device)
-                for t in (self.inputs, self.targets)
-            )
-        losses = pot.per_sample_losses(step.position, *acc["data"]).to(torch.float64).cpu()
+            acc["data"] = (_moved(self.inputs, pot), _moved(self.targets, pot))
+        record = pot.per_token_losses if self.per_token else pot.per_sample_losses
+        losses = record(step.position, *acc["data"]).reshape(step.position.shape[0], -1)
+        losses = losses.to(torch.float64).cpu()
         acc["pending"].append((losses, torch.isfinite(losses).all(dim=1)))
         return acc
 
     def finalize(self, acc, invalid, num_steps: int) -> ProbeLossStats:
         _flush(acc, torch.tensor([start is None for start in invalid]))
-        m = self.inputs.shape[0]
+        m = self.size
         count = float(acc["chain_count"].sum())
         if acc["shift"] is None or count == 0:
             nan = np.full(m, np.nan)

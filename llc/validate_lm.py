@@ -1,0 +1,180 @@
+"""Checks of the LLC on transformers, which have no exact λ.
+
+Run by ``python -m llc validate --transformers``:
+
+
+- **Unembedding** (:func:`unembedding_check`): with everything but the readout fixed, the model
+  is a multinomial logistic regression on the readout's inputs. Trained to its minimum on a
+  Markov language (every next token has positive probability) with features of full rank r,
+  it is regular: λ = (V − 1)·r/2.
+- **Independent sampler** (:func:`devinterp_agreement`): the same SGLD (Euler, no metric, no
+  noise compensation, same ε, γ, nβ, batch, chains and steps) run by devinterp's
+  ``SGMCMC.sgld`` optimizer, one chain after another; both estimates of
+  ``nβ E[L_B(w) − L_B(w*)]`` must agree within their Monte Carlo error.
+- **Stability** (:func:`stability_check`): the default call on a trained tiny GPT-2, two seeds.
+- **Heads** (:func:`heads_check`): an attention-only transformer trained with one head's output
+  projection zeroed and frozen; that head's refined LLC against the active heads'.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from .diagnostics import mcse
+from .estimator import estimate_llc
+from .language import next_token
+from .masks import param_masks
+from .zoo import TinyTransformer, fit_unembedding, markov_tokens, tiny_gpt2, train_next_token
+
+__all__ = ["devinterp_agreement", "heads_check", "stability_check", "unembedding_check"]
+
+VOCAB = 16
+
+
+def _model(kind: str, seq_len: int, d_model: int, seed: int = 0):
+    if kind == "gpt2":
+        return tiny_gpt2(VOCAB, seq_len, n_layer=2, n_head=4, n_embd=d_model, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TinyTransformer(VOCAB, seq_len, d_model=d_model, n_heads=4, n_layers=2,
+                               d_mlp=2 * d_model)  # fmt: skip
+
+
+def _trained(kind: str, n: int, seq_len: int, d_model: int, steps: int, seed: int = 0):
+    tokens, _ = markov_tokens(n, seq_len, VOCAB, seed=seed)
+    model = _model(kind, seq_len, d_model, seed)
+    train_next_token(model, tokens, steps=steps, seed=seed)
+    return model.eval(), tokens
+
+
+def unembedding_check(
+    kind: str = "tiny", *, n: int = 512, seq_len: int = 16, d_model: int = 32,
+    train_steps: int = 300, seed: int = 0, progress: bool = False,
+) -> dict:  # fmt: skip
+    """The readout-refined λ̂ at the defaults against the regular ``(V − 1)·r/2``."""
+    model, tokens = _trained(kind, n, seq_len, d_model, train_steps)
+    readout = model.lm_head if kind == "gpt2" else model.unembed
+    fit = fit_unembedding(model, tokens, readout)
+    name = "lm_head.weight" if kind == "gpt2" else "unembed.weight"
+    start = time.perf_counter()
+    res = estimate_llc(model, tokens, loss="next_token", params=[name], seed=seed,
+                       progress=progress)  # fmt: skip
+    return {
+        "model": kind, "d": readout.weight.numel(), "exact": fit["llc"], "rank": fit["rank"],
+        "llc": res.mean, "mcse": res.mcse, "r_hat": res.r_hat,
+        "rel_error": res.mean / fit["llc"] - 1, "seconds": time.perf_counter() - start,
+        "grad_norm": fit["grad_norm"],
+    }  # fmt: skip
+
+
+def devinterp_chains(model, tokens, *, step_size, localization, nbeta, batch_size, num_chains,
+                     num_burnin, num_draws, seed) -> np.ndarray:  # fmt: skip
+    """``nβ (L_B(w_t) − L_B(w*))`` from devinterp's ``SGMCMC.sgld``, chain after chain,
+    shape ``(chain, draw)``; global RNG state restored afterwards."""
+    from devinterp.optim import SGMCMC
+
+    gen = torch.Generator().manual_seed(seed)
+    trace = np.zeros((num_chains, num_draws))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # devinterp draws its noise from the global RNG
+        for c in range(num_chains):
+            chain = copy.deepcopy(model)
+            opt = SGMCMC.sgld(chain.parameters(), lr=step_size, localization=localization,
+                              nbeta=nbeta)  # fmt: skip
+            for t in range(num_burnin + num_draws):
+                idx = torch.randint(tokens.shape[0], (batch_size,), generator=gen)
+                loss = next_token(chain(tokens[idx]), tokens[idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if t >= num_burnin:
+                    with torch.no_grad():
+                        center = next_token(model(tokens[idx]), tokens[idx]).mean()
+                    trace[c, t - num_burnin] = nbeta * (loss.item() - center.item())
+    return trace
+
+
+def devinterp_agreement(
+    *, seeds=(0, 1, 2), n: int = 512, seq_len: int = 16, d_model: int = 32, num_chains: int = 8,
+    num_burnin: int = 300, num_draws: int = 1000, batch_size: int = 32, step_size: float = 1e-4,
+    localization: float = 1.0,
+) -> list[dict]:  # fmt: skip
+    """This package and devinterp with the same SGLD: ``z = Δ / √(MCSE₁² + MCSE₂²)`` per seed."""
+    model, tokens = _trained("tiny", n, seq_len, d_model, steps=300)
+    nbeta = n / math.log(n)
+    same = dict(step_size=step_size, localization=localization, nbeta=nbeta,
+                batch_size=batch_size, num_chains=num_chains, num_burnin=num_burnin,
+                num_draws=num_draws)  # fmt: skip
+    rows = []
+    for seed in seeds:
+        ours = estimate_llc(
+            model,
+            tokens,
+            loss="next_token",
+            scheme="euler",
+            precondition=False,
+            compensate_noise=False,
+            seed=seed,
+            progress=False,
+            **same,
+        )
+        theirs = devinterp_chains(model, tokens, seed=seed, **same)
+        their_mcse = float(mcse(theirs))
+        diff = ours.mean - float(theirs.mean())
+        rows.append({
+            "seed": seed, "ours": ours.mean, "ours_mcse": ours.mcse,
+            "devinterp": float(theirs.mean()), "devinterp_mcse": their_mcse,
+            "z": diff / math.hypot(ours.mcse, their_mcse),
+        })  # fmt: skip
+    return rows
+
+
+def stability_check(
+    *, seeds=(0, 1), n: int = 256, seq_len: int = 16, d_model: int = 64, train_steps: int = 500,
+    progress: bool = False,
+) -> list[dict]:  # fmt: skip
+    """The default call on a trained tiny GPT-2 (all parameters), one row per seed."""
+    model, tokens = _trained("gpt2", n, seq_len, d_model, train_steps)
+    rows = []
+    for seed in seeds:
+        start = time.perf_counter()
+        res = estimate_llc(model, tokens, loss="next_token", seed=seed, progress=progress)
+        rows.append({"seed": seed, "llc": res.mean, "mcse": res.mcse, "r_hat": res.r_hat,
+                     "d": model.num_parameters(),
+                     "seconds": time.perf_counter() - start})  # fmt: skip
+    return rows
+
+
+def heads_check(
+    *, n: int = 512, seq_len: int = 16, d_model: int = 32, n_heads: int = 4, dead: int = 3,
+    train_steps: int = 600, seed: int = 0, progress: bool = False,
+) -> list[dict]:  # fmt: skip
+    """Per-head refined λ̂ of an attention-only model whose layer-1 head ``dead`` was trained
+    with its output columns zeroed and frozen."""
+    tokens, _ = markov_tokens(n, seq_len, VOCAB, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TinyTransformer(VOCAB, seq_len, d_model=d_model, n_heads=n_heads, n_layers=2,
+                                d_mlp=None)  # fmt: skip
+    out = model.blocks[1].attn.out_proj.weight
+    cols = slice(dead * (d_model // n_heads), (dead + 1) * (d_model // n_heads))
+    with torch.no_grad():
+        out[:, cols] = 0.0
+    hook = out.register_hook(lambda g: g.index_fill(1, torch.arange(cols.start, cols.stop), 0.0))
+    try:
+        train_next_token(model, tokens, steps=train_steps, seed=seed)
+    finally:
+        hook.remove()
+    model.eval()
+    rows = []
+    for h in range(n_heads):
+        res = estimate_llc(model, tokens, loss="next_token", params=param_masks(model, f"l1h{h}"),
+                           seed=seed, progress=progress)  # fmt: skip
+        rows.append({"head": f"l1h{h}", "dead": h == dead, "llc": res.mean,
+                     "mcse": res.mcse, "r_hat": res.r_hat})  # fmt: skip
+    return rows
