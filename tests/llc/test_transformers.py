@@ -313,13 +313,13 @@ def test_probe_losses_per_token_in_the_estimator():
     model = TinyTransformer(11, 8, d_model=16, n_heads=2, n_layers=1)
     tokens, _ = markov_tokens(32, 8, 11, seed=12)
     probe = llc.ProbeLosses(tokens[:3], tokens[:3], every=2, per_token=True)
-    res = llc.estimate_llc(model, tokens, loss="next_token", num_draws=20, num_burnin=4,
-                           step_size=1e-4, num_chains=2, progress=False, observables=[probe])  # fmt: skip
+    fast = {"num_draws": 20, "num_burnin": 4, "step_size": 1e-4, "num_chains": 2,
+            "progress": False, "loss": "next_token"}  # fmt: skip
+    res = llc.estimate_llc(model, tokens, observables=[probe], **fast)
     stats = res.observables["probe_losses"]
     assert stats.mean.shape == (21,) and stats.covariance.shape == (21, 21)
     per_seq = llc.ProbeLosses(tokens[:3], tokens[:3], every=2)
-    res2 = llc.estimate_llc(model, tokens, loss="next_token", num_draws=20, num_burnin=4,
-                            step_size=1e-4, num_chains=2, progress=False, observables=[per_seq])  # fmt: skip
+    res2 = llc.estimate_llc(model, tokens, observables=[per_seq], **fast)
     # the same draws: a sequence's loss is the mean of its tokens' losses
     np.testing.assert_allclose(
         res2.observables["probe_losses"].mean, stats.mean.reshape(3, 7).mean(1), rtol=1e-6
