@@ -16,9 +16,9 @@ Supported: ``nn.MultiheadAttention`` (also inside ``nn.TransformerEncoderLayer``
 blocks (``Conv1D`` weights stored transposed: ``c_attn`` columns, ``c_proj`` rows), and
 TransformerLens 3 ``HookedTransformer`` attention (``W_Q[h]``, …; TransformerLens 4 removed
 ``HookedTransformer``, and its ``TransformerBridge`` is not supported). Layers are numbered in
-the order their attention modules appear in ``model.modules()``. The output bias of attention is shared by all heads and
-belongs to no head. The result is ``{parameter name: bool mask, or True for a whole tensor}``,
-what ``params=`` takes.
+the order their attention modules appear in ``model.modules()``. The output bias of attention
+is shared by all heads and belongs to no head. The result is ``{parameter name: bool mask, or
+True for a whole tensor}``, what ``params=`` takes.
 """
 
 from __future__ import annotations
