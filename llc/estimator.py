@@ -175,12 +175,16 @@ def estimate_llc(
         The network at w*. It is called through :func:`torch.func.functional_call`; its
         parameters, buffers, ``requires_grad`` flags and train/eval mode are left untouched.
     data : (inputs, targets) tuple, TensorDataset or DataLoader
-        The n training samples (a DataLoader's dataset is read once into memory).
-    loss : {"mse", "cross_entropy", "behavioral"} or callable
+        The n training samples (a DataLoader's dataset is read once into memory). Inputs may be
+        a dict of tensors, passed to the model as keyword arguments. With ``loss="next_token"``:
+        token ids ``(n, seq)``, or ``{"input_ids": ..., "attention_mask": ...}``.
+    loss : {"mse", "cross_entropy", "next_token", "behavioral"} or callable
         Per-sample loss (see :class:`llc.Potential`). ``"mse"`` is ``½‖y − f(x)‖²`` summed over
-        output dimensions; a callable maps ``(outputs, targets)`` to per-sample losses of shape
-        ``(batch,)``. ``"behavioral"`` is the divergence of the outputs from the reference
-        network's outputs ``f_{w*}(x)``; ``data`` may then be inputs alone.
+        output dimensions; ``"next_token"`` a language model's mean next-token cross-entropy
+        per sequence, padding not counted (:mod:`llc.language`); a callable maps
+        ``(outputs, targets)`` to per-sample losses of shape ``(batch,)``. ``"behavioral"`` is
+        the divergence of the outputs from the reference network's outputs ``f_{w*}(x)``;
+        ``data`` may then be inputs alone.
     nbeta : float, optional
         Inverse temperature times n. Default ``n / log n`` (n the number of samples).
     step_size : float, optional
@@ -210,7 +214,8 @@ def estimate_llc(
         Noise discretisation of the Langevin kernels (:mod:`llc.kernels.sgld`).
     params : optional
         Weight-refined LLC: the parameters to sample (names, a predicate ``(name, p) -> bool``,
-        modules or parameter tensors); the others stay frozen at w*.
+        modules or parameter tensors), or ``{name: boolean mask}`` over entries (one attention
+        head: :func:`llc.param_masks`); the rest stays frozen at w*.
     max_draws : int, optional
         Upper bound on the adaptive number of draws. Default: a fixed amount of work,
         ``8·10¹⁰ / (chains · batch · d)`` draws, clipped to [4000, 25000] (cheap models run

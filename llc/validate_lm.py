@@ -6,7 +6,9 @@ Run by ``python -m llc validate --transformers``:
 - **Unembedding** (:func:`unembedding_check`): with everything but the readout fixed, the model
   is a multinomial logistic regression on the readout's inputs. Trained to its minimum on a
   Markov language (every next token has positive probability) with features of full rank r,
-  it is regular: λ = (V − 1)·r/2.
+  it is regular: λ = (V − 1)·r/2. At finite nβ and localization γ a perfect sampler returns
+  the slightly smaller ``½ Σ nβh/(nβh + γ)`` over the Hessian's eigenvalues h
+  (:func:`llc.zoo.regular_llc`), also reported.
 - **Independent sampler** (:func:`devinterp_agreement`): the same SGLD (Euler, no metric, no
   noise compensation, same ε, γ, nβ, batch, chains and steps) run by devinterp's
   ``SGMCMC.sgld`` optimizer, one chain after another; both estimates of
@@ -29,7 +31,14 @@ from .diagnostics import mcse
 from .estimator import estimate_llc
 from .language import next_token
 from .masks import param_masks
-from .zoo import TinyTransformer, fit_unembedding, markov_tokens, tiny_gpt2, train_next_token
+from .zoo import (
+    TinyTransformer,
+    fit_unembedding,
+    markov_tokens,
+    regular_llc,
+    tiny_gpt2,
+    train_next_token,
+)
 
 __all__ = ["devinterp_agreement", "heads_check", "stability_check", "unembedding_check"]
 
@@ -64,11 +73,12 @@ def unembedding_check(
     start = time.perf_counter()
     res = estimate_llc(model, tokens, loss="next_token", params=[name], seed=seed,
                        progress=progress)  # fmt: skip
+    target = regular_llc(fit["hessian_eigenvalues"], res.nbeta, res.localization)
     return {
         "model": kind, "d": readout.weight.numel(), "exact": fit["llc"], "rank": fit["rank"],
         "llc": res.mean, "mcse": res.mcse, "r_hat": res.r_hat,
-        "rel_error": res.mean / fit["llc"] - 1, "seconds": time.perf_counter() - start,
-        "grad_norm": fit["grad_norm"],
+        "rel_error": res.mean / fit["llc"] - 1, "quadratic": target,
+        "vs_quadratic": res.mean / target - 1, "seconds": time.perf_counter() - start,
     }  # fmt: skip
 
 

@@ -6,7 +6,8 @@
 - :func:`markov_tokens`: sequences from a random Markov chain with full-support transitions.
 - :func:`train_next_token`: a seeded Adam loop on the next-token loss.
 - :func:`fit_unembedding`: the unembedding alone trained to the minimum of the training loss
-  (L-BFGS on a convex problem), and the regular λ it then has.
+  (L-BFGS on a convex problem), and the regular λ it then has; :func:`regular_llc` the value a
+  perfect sampler returns there at finite nβ and γ.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "TinyTransformer",
     "fit_unembedding",
     "markov_tokens",
+    "regular_llc",
     "tiny_gpt2",
     "train_next_token",
 ]
@@ -197,7 +199,8 @@ def fit_unembedding(
     With the rest of the network fixed the loss is a multinomial logistic regression of the
     next token on the readout's inputs: convex, minimised by L-BFGS (float64). Returns the
     regular learning coefficient there, ``λ = (V − 1)·r/2`` with ``r`` the rank of the features
-    (the softmax's shift symmetry removes r directions), with the loss and gradient norm.
+    (the softmax's shift symmetry removes r directions), with the loss, the gradient norm and
+    the eigenvalues of the loss's Hessian in the readout's weights (for :func:`regular_llc`).
     """
     if readout.bias is not None:
         raise ValueError("fit_unembedding needs a readout without bias (λ counts its weight only)")
@@ -226,6 +229,12 @@ def fit_unembedding(
     loss = closure()
     with torch.no_grad():
         readout.weight.copy_(w.detach().to(readout.weight.dtype))
+
+    def total(flat):
+        logits = x @ flat.view_as(w).T
+        return (F.cross_entropy(logits, y, reduction="none") * weights).sum()
+
+    hess = torch.func.hessian(total)(w.detach().reshape(-1))
     rank = int(torch.linalg.matrix_rank(x))
     vocab = readout.out_features
     return {
@@ -233,4 +242,19 @@ def fit_unembedding(
         "rank": rank,
         "loss": loss.item(),
         "grad_norm": float(w.grad.norm()),
+        "hessian_eigenvalues": torch.linalg.eigvalsh(hess).clamp(min=0),
     }
+
+
+def regular_llc(eigenvalues: torch.Tensor, nbeta: float, localization: float) -> float:
+    """``½ Σ_i nβh_i / (nβh_i + γ)``: the localized, tempered posterior's
+    ``E[nβ (L_n(w) − L_n(w*))]`` for the quadratic ``L_n(w*) + ½ (w − w*)ᵀ H (w − w*)``.
+
+    Notes
+    -----
+    Under ``exp(−nβ L_n − γ/2 ‖w − w*‖²)`` each eigendirection of H is Gaussian with variance
+    ``1/(nβh + γ)``, so its share of ``nβ ½ h u²`` has mean ``½ nβh/(nβh + γ)``; directions
+    with ``h = 0`` add nothing. This is the finite-γ target of a regular model, below d/2.
+    """
+    h = eigenvalues.double()
+    return float(0.5 * (nbeta * h / (nbeta * h + localization)).sum())

@@ -1,5 +1,7 @@
 """Every notebook in notebooks/ runs top to bottom (small sizes keep each under a minute)."""
 
+import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -15,12 +17,24 @@ def test_notebooks_exist():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, monkeypatch):
+def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # a kernel of this interpreter, found first on JUPYTER_PATH: a "python3" kernelspec left
+    # in the user's folder may point at another environment
+    spec = tmp_path / "kernels" / "slt-interp-tests"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "language": "python", "display_name": "slt-interp tests"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     # run from notebooks/, as a reader would (some notebooks import helpers from bench/)
     client = NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=600,
+        kernel_name="slt-interp-tests",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     errors = [
