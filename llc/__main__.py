@@ -24,7 +24,11 @@ def _validate_lm(args: argparse.Namespace) -> int:
 
     ok = True
     rows = [unembedding_check(kind, progress=args.progress) for kind in ("tiny", "gpt2")]
-    table("unembedding-refined LLC at the defaults against (V - 1)·r/2 (target: within 5 %)", rows)
+    table(
+        "unembedding-refined LLC at the defaults against (V - 1)·r/2 (target: within 5 %) and "
+        "against the finite-nβ, γ value ½ Σ nβh/(nβh + γ) of a quadratic loss",
+        rows,
+    )
     ok &= all(abs(r["rel_error"]) <= 0.05 for r in rows)
     rows = devinterp_agreement()
     table("same SGLD, this package against devinterp's SGMCMC.sgld (target: |z| within 3)", rows)
@@ -36,6 +40,9 @@ def _validate_lm(args: argparse.Namespace) -> int:
     ok &= abs(z) <= 4 and all(r["llc"] > 0 and r["r_hat"] <= 1.05 for r in rows)
     rows = heads_check(progress=args.progress)
     table("attention-only model, layer-1 head 3 trained with its output zeroed", rows)
+    active = [r["llc"] for r in rows if not r["dead"]]
+    dead = [r["llc"] for r in rows if r["dead"]][0]
+    print(f"unused head / smallest active head: {dead / min(active):.3f}")
     print(f"targets: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 

@@ -62,10 +62,12 @@ def _trained(kind: str, n: int, seq_len: int, d_model: int, steps: int, seed: in
 
 
 def unembedding_check(
-    kind: str = "tiny", *, n: int = 512, seq_len: int = 16, d_model: int = 32,
+    kind: str = "tiny", *, n: int = 256, seq_len: int = 8, d_model: int | None = None,
     train_steps: int = 300, seed: int = 0, progress: bool = False,
 ) -> dict:  # fmt: skip
-    """The readout-refined λ̂ at the defaults against the regular ``(V − 1)·r/2``."""
+    """The readout-refined λ̂ at the defaults against the regular ``(V − 1)·r/2``
+    (``d_model`` 64 for GPT-2, 32 for the plain-torch transformer, by default)."""
+    d_model = d_model or (64 if kind == "gpt2" else 32)
     model, tokens = _trained(kind, n, seq_len, d_model, train_steps)
     readout = model.lm_head if kind == "gpt2" else model.unembed
     fit = fit_unembedding(model, tokens, readout)
@@ -110,7 +112,7 @@ def devinterp_chains(model, tokens, *, step_size, localization, nbeta, batch_siz
 
 
 def devinterp_agreement(
-    *, seeds=(0, 1, 2), n: int = 512, seq_len: int = 16, d_model: int = 32, num_chains: int = 8,
+    *, seeds=(0, 1, 2), n: int = 256, seq_len: int = 8, d_model: int = 32, num_chains: int = 8,
     num_burnin: int = 300, num_draws: int = 1000, batch_size: int = 32, step_size: float = 1e-4,
     localization: float = 1.0,
 ) -> list[dict]:  # fmt: skip
@@ -145,7 +147,7 @@ def devinterp_agreement(
 
 
 def stability_check(
-    *, seeds=(0, 1), n: int = 256, seq_len: int = 16, d_model: int = 64, train_steps: int = 500,
+    *, seeds=(0, 1), n: int = 128, seq_len: int = 8, d_model: int = 64, train_steps: int = 500,
     progress: bool = False,
 ) -> list[dict]:  # fmt: skip
     """The default call on a trained tiny GPT-2 (all parameters), one row per seed."""
@@ -161,8 +163,8 @@ def stability_check(
 
 
 def heads_check(
-    *, n: int = 512, seq_len: int = 16, d_model: int = 32, n_heads: int = 4, dead: int = 3,
-    train_steps: int = 600, seed: int = 0, progress: bool = False,
+    *, n: int = 128, seq_len: int = 8, d_model: int = 32, n_heads: int = 4, dead: int = 3,
+    train_steps: int = 600, seed: int = 0, max_draws: int | None = 3000, progress: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Per-head refined λ̂ of an attention-only model whose layer-1 head ``dead`` was trained
     with its output columns zeroed and frozen."""
@@ -184,7 +186,7 @@ def heads_check(
     rows = []
     for h in range(n_heads):
         res = estimate_llc(model, tokens, loss="next_token", params=param_masks(model, f"l1h{h}"),
-                           seed=seed, progress=progress)  # fmt: skip
+                           seed=seed, max_draws=max_draws, progress=progress)  # fmt: skip
         rows.append({"head": f"l1h{h}", "dead": h == dead, "llc": res.mean,
                      "mcse": res.mcse, "r_hat": res.r_hat})  # fmt: skip
     return rows
