@@ -200,7 +200,8 @@ def fit_unembedding(
     next token on the readout's inputs: convex, minimised by L-BFGS (float64). Returns the
     regular learning coefficient there, ``λ = (V − 1)·r/2`` with ``r`` the rank of the features
     (the softmax's shift symmetry removes r directions), with the loss, the gradient norm and
-    the eigenvalues of the loss's Hessian in the readout's weights (for :func:`regular_llc`).
+    the Hessian in the readout's weights and its eigenvalues (for :func:`regular_llc`), and the
+    regression itself as ``problem = (features, targets, weights, w*)`` (float64).
     """
     if readout.bias is not None:
         raise ValueError("fit_unembedding needs a readout without bias (λ counts its weight only)")
@@ -243,6 +244,8 @@ def fit_unembedding(
         "loss": loss.item(),
         "grad_norm": float(w.grad.norm()),
         "hessian_eigenvalues": torch.linalg.eigvalsh(hess).clamp(min=0),
+        "hessian": hess,
+        "problem": (x, y, weights, w.detach().clone()),  # features, targets, weights, w*
     }
 
 
