@@ -227,7 +227,8 @@ def stability_check(
 
 def heads_check(
     *, n: int = 128, seq_len: int = 8, d_model: int = 32, n_heads: int = 4, dead: int = 3,
-    train_steps: int = 600, seed: int = 0, max_draws: int | None = 3000, progress: bool = False,
+    train_steps: int = 600, seed: int = 0, num_burnin: int | None = 1000,
+    max_draws: int | None = 2000, progress: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Per-head refined λ̂ of an attention-only model whose layer-1 head ``dead`` was trained
     with its output columns zeroed and frozen."""
@@ -249,7 +250,8 @@ def heads_check(
     rows = []
     for h in range(n_heads):
         res = estimate_llc(model, tokens, loss="next_token", params=param_masks(model, f"l1h{h}"),
-                           seed=seed, max_draws=max_draws, progress=progress)  # fmt: skip
+                           seed=seed, num_burnin=num_burnin, max_draws=max_draws,
+                           progress=progress)  # fmt: skip
         rows.append({"head": f"l1h{h}", "dead": h == dead, "llc": res.mean,
                      "mcse": res.mcse, "r_hat": res.r_hat})  # fmt: skip
     return rows
