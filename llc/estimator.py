@@ -24,6 +24,7 @@ from .warmup import WarmupResult, warmup
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings", "estimate_llc"]
 
 DEFAULT_LOCALIZATION = 0.3
+BACKENDS = ("llc", "devinterp")
 DEFAULT_BATCH = 512
 MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge in the draws
 # work (chains · batch · d · steps) that caps the default warm-up and draws: about 20 s on
@@ -166,6 +167,7 @@ def estimate_llc(
     precondition: bool = True,
     compensate_noise: bool = True,
     observables: Sequence = (),
+    backend: str = "llc",
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -270,6 +272,15 @@ def estimate_llc(
         nbeta, step_size, localization, num_chains, num_draws, num_burnin, batch_size, sampler,
         seed, progress, chain_batch, scheme, max_draws, precondition, compensate_noise,
     )  # fmt: skip
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "devinterp":
+        from .devinterp_backend import estimate_devinterp
+
+        return estimate_devinterp(
+            model, data, s, loss=loss, params=params, device=device, dtype=dtype,
+            observables=observables,
+        )  # fmt: skip
     pot = Potential(
         model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype
     )
