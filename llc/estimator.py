@@ -234,6 +234,11 @@ def estimate_llc(
     observables : sequence of observables, optional
         Further quantities to record over the draws (:mod:`llc.observables`), returned in
         ``result.observables`` by name.
+    backend : {"llc", "devinterp"}
+        ``"llc"``: this package's batched engine. ``"devinterp"``: devinterp's ``SGMCMC``
+        optimizer, one chain after another (the reference implementation, and the path for
+        models the batched engine cannot vectorise); needs the ``devinterp`` extra. See
+        :mod:`llc.devinterp_backend`.
 
     Returns
     -------
