@@ -14,7 +14,7 @@ import math
 import numpy as np
 from arviz_stats.base import array_stats
 
-__all__ = ["ess", "mcse", "rhat"]
+__all__ = ["drift", "ess", "mcse", "rhat"]
 
 
 def _clean(trace: np.ndarray) -> np.ndarray:
@@ -47,3 +47,25 @@ def mcse(trace: np.ndarray) -> float:
         return math.nan
     e = ess(x)
     return float(np.std(x, ddof=1) / math.sqrt(e)) if e > 0 else math.nan
+
+
+def drift(trace: np.ndarray) -> float:
+    """A trend statistic: the second half's mean minus the first half's, in standard errors.
+
+    Notes
+    -----
+    ``z = (m₂ − m₁) / √(MCSE₁² + MCSE₂²)`` with ``m_k`` and ``MCSE_k`` the mean and Monte Carlo
+    standard error of half k of the ``(chain, draw)`` trace (all finite chains pooled). For a
+    stationary trace z is about standard normal; ``|z| > 3`` says the trace still drifts. NaN
+    with fewer than 8 draws.
+    """
+    x = _clean(trace)
+    if x.shape[0] < 1 or x.shape[1] < 8:
+        return math.nan
+    h = x.shape[1] // 2
+    first, second = x[:, :h], x[:, x.shape[1] - h :]
+    se = math.hypot(mcse(first), mcse(second))
+    if not math.isfinite(se):
+        return math.nan
+    diff = float(second.mean() - first.mean())
+    return diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
