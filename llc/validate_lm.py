@@ -11,8 +11,9 @@ Run by ``python -m llc validate --transformers``:
   (:func:`llc.zoo.regular_llc`), also reported.
 - **Independent sampler** (:func:`devinterp_agreement`): the same SGLD (Euler, no metric, no
   noise compensation, same ε, γ, nβ, batch, chains and steps) run by devinterp's
-  ``SGMCMC.sgld`` optimizer, one chain after another; both estimates of
-  ``nβ E[L_B(w) − L_B(w*)]`` must agree within their Monte Carlo error.
+  ``SGMCMC.sgld`` optimizer, one chain after another (``backend="devinterp"``, see
+  :mod:`llc.devinterp_backend`); both estimates of ``nβ E[L_B(w) − L_B(w*)]`` must agree within
+  their Monte Carlo error.
 - **Stability** (:func:`stability_check`): the default call on a trained tiny GPT-2, two seeds.
 - **Heads** (:func:`heads_check`): an attention-only transformer trained with one head's output
   projection zeroed and frozen; that head's refined LLC against the active heads'.
@@ -20,16 +21,13 @@ Run by ``python -m llc validate --transformers``:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 
-import numpy as np
 import torch
 
 from .diagnostics import mcse
 from .estimator import estimate_llc
-from .language import next_token
 from .masks import param_masks
 from .zoo import (
     TinyTransformer,
@@ -147,33 +145,6 @@ def readout_posterior_llc(
     return float(trace.mean()), float(mcse(trace)), float(accepted / trace.shape[1])
 
 
-def devinterp_chains(model, tokens, *, step_size, localization, nbeta, batch_size, num_chains,
-                     num_burnin, num_draws, seed) -> np.ndarray:  # fmt: skip
-    """``nβ (L_B(w_t) − L_B(w*))`` from devinterp's ``SGMCMC.sgld``, chain after chain,
-    shape ``(chain, draw)``; global RNG state restored afterwards."""
-    from devinterp.optim import SGMCMC
-
-    gen = torch.Generator().manual_seed(seed)
-    trace = np.zeros((num_chains, num_draws))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # devinterp draws its noise from the global RNG
-        for c in range(num_chains):
-            chain = copy.deepcopy(model)
-            opt = SGMCMC.sgld(chain.parameters(), lr=step_size, localization=localization,
-                              nbeta=nbeta)  # fmt: skip
-            for t in range(num_burnin + num_draws):
-                idx = torch.randint(tokens.shape[0], (batch_size,), generator=gen)
-                loss = next_token(chain(tokens[idx]), tokens[idx]).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if t >= num_burnin:
-                    with torch.no_grad():
-                        center = next_token(model(tokens[idx]), tokens[idx]).mean()
-                    trace[c, t - num_burnin] = nbeta * (loss.item() - center.item())
-    return trace
-
-
 def devinterp_agreement(
     *, seeds=(0, 1, 2), n: int = 256, seq_len: int = 8, d_model: int = 32, num_chains: int = 8,
     num_burnin: int = 300, num_draws: int = 1000, batch_size: int = 32, step_size: float = 1e-4,
@@ -198,13 +169,14 @@ def devinterp_agreement(
             progress=False,
             **same,
         )
-        theirs = devinterp_chains(model, tokens, seed=seed, **same)
-        their_mcse = float(mcse(theirs))
-        diff = ours.mean - float(theirs.mean())
+        theirs = estimate_llc(
+            model, tokens, loss="next_token", backend="devinterp", seed=seed, progress=False,
+            **same,
+        )  # fmt: skip
         rows.append({
             "seed": seed, "ours": ours.mean, "ours_mcse": ours.mcse,
-            "devinterp": float(theirs.mean()), "devinterp_mcse": their_mcse,
-            "z": diff / math.hypot(ours.mcse, their_mcse),
+            "devinterp": theirs.mean, "devinterp_mcse": theirs.mcse,
+            "z": (ours.mean - theirs.mean) / math.hypot(ours.mcse, theirs.mcse),
         })  # fmt: skip
     return rows
 
