@@ -22,13 +22,7 @@ OURS = dict(scheme="euler", precondition=False, compensate_noise=False)
 QUICK = dict(num_chains=2, num_burnin=20, num_draws=40, batch_size=32, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices on a shared machine: more threads only contend."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: threads only contend
 
 
 @pytest.fixture(scope="module")

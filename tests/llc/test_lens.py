@@ -29,13 +29,7 @@ VOCAB, SEQ, N = 16, 16, 256
 HEAD_PARTS = ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices on a shared machine: more threads only contend (and slow down ~100x)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: threads only contend
 
 
 def _model(kind: str = "relu", dtype: torch.dtype = torch.float32) -> HookedTransformer:
