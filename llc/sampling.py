@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ._randomness import ChainRandomness, chain_seeds
 from .kernels import Kernel, StepInfo, mala_log_acceptance
+from .kernels._langevin import per_chain
 from .observables import Observable
 from .potential import Potential
 
@@ -53,7 +54,8 @@ class Step(NamedTuple):
         ``L_B(w_t)`` and the control variate ``L_B(w*)`` on the same minibatch.
     log_accept : Tensor, shape (chain,), float64
         MALA log acceptance of the move into ``w_t`` (NaN on steps without a paired evaluation).
-    nbeta : float
+    nbeta : float, or Tensor of shape (chain, 1)
+        As in the kernel's parameters (a tensor when each chain has its own nβ).
     info : StepInfo
         The kernel's view of the step (``potential_grad``, ``preconditioner``).
     alive : Tensor of bool, shape (chain,)
@@ -165,7 +167,7 @@ class Chains:
         w* (a dead chain keeps stepping, and is reset again at each check)."""
         bad_value = nonfinite | ~torch.isfinite(state.position).all(dim=1)
         # λ ≤ D/2, so an excess energy a hundredfold beyond that means the chain has run away
-        runaway = nbeta * excess > 100.0 * self.potential.dim + 1e4
+        runaway = per_chain(nbeta, excess) * excess > 100.0 * self.potential.dim + 1e4
         bad = (bad_value | runaway).tolist()
         if not any(bad) and all(d is None for d in self.diverged_at):
             return state
@@ -187,9 +189,8 @@ class Chains:
 
 
 def _energy(params, position, loss):
-    return params.nbeta * loss + 0.5 * params.localization * ((position - params.center) ** 2).sum(
-        1
-    )
+    nbeta, gamma = per_chain(params.nbeta, loss), per_chain(params.localization, loss)
+    return nbeta * loss + 0.5 * gamma * ((position - params.center) ** 2).sum(1)
 
 
 def run(

@@ -8,7 +8,26 @@ import torch
 
 from ._langevin import potential_grad
 
-__all__ = ["StepInfo", "check_common", "check_number", "check_positions", "step_info"]
+__all__ = [
+    "StepInfo",
+    "check_common",
+    "check_number",
+    "check_per_chain",
+    "check_positions",
+    "step_info",
+]
+
+
+def check_per_chain(name: str, value: torch.Tensor, *, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is a floating tensor of shape (chain, 1), finite and > 0 (≥ 0)."""
+    if not value.is_floating_point() or value.ndim != 2 or value.shape[1] != 1:
+        raise ValueError(
+            f"{name} given per chain must be a floating tensor of shape (chain, 1), got "
+            f"{value.dtype} of shape {tuple(value.shape)}"
+        )
+    ok = value >= 0 if allow_zero else value > 0
+    if not bool((ok & torch.isfinite(value)).all()):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite")
 
 
 def check_number(name: str, value: object, *, allow_zero: bool = False) -> None:
@@ -22,11 +41,18 @@ def check_number(name: str, value: object, *, allow_zero: bool = False) -> None:
         )
 
 
-def check_common(params) -> None:
-    """The fields every kernel's parameters have: step_size, localization, nbeta, center."""
-    check_number("step_size", params.step_size)
-    check_number("localization", params.localization, allow_zero=True)
-    check_number("nbeta", params.nbeta)
+def check_common(params, per_chain: bool = False) -> None:
+    """The fields every kernel's parameters have: step_size, localization, nbeta, center.
+
+    With ``per_chain`` (Langevin kernels) each of the three may also be a tensor of shape
+    (chain, 1), one value per chain, broadcast over the coordinates.
+    """
+    for name, zero in (("step_size", False), ("localization", True), ("nbeta", False)):
+        value = getattr(params, name)
+        if per_chain and isinstance(value, torch.Tensor):
+            check_per_chain(name, value, allow_zero=zero)
+        else:
+            check_number(name, value, allow_zero=zero)
     if not isinstance(params.center, torch.Tensor) or params.center.ndim != 1:
         raise TypeError("center must be a 1-D tensor (the flattened w*)")
 

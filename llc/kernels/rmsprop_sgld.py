@@ -38,7 +38,7 @@ class RMSpropSGLDParams:
     eps: float = 0.1
 
     def __post_init__(self) -> None:
-        check_common(self)
+        check_common(self, per_chain=True)
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if isinstance(self.alpha, bool) or not 0 <= self.alpha < 1:

@@ -70,6 +70,9 @@ class SGLDParams:
         γ ≥ 0, the strength of the Gaussian pull towards w*.
     nbeta : float
         nβ > 0, the inverse temperature times the number of samples.
+
+        Each of the three may instead be a float64 tensor of shape (chain, 1): one value per
+        chain (a grid of settings sampled in one batch, :func:`llc.calibrate`).
     center : Tensor, shape (D,)
         w*.
     scheme : {"leimkuhler_matthews", "euler"}
@@ -88,7 +91,7 @@ class SGLDParams:
     noise_scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        check_common(self)
+        check_common(self, per_chain=True)
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
 
