@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._advice import emit
 from ._data import LossFn
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
@@ -33,6 +35,7 @@ WORK = 8e10
 WARMUP_STEPS = (2000, 10000)  # bounds of the warm-up cap
 DRAWS = (4000, 25000)  # bounds of the default max_draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
+WARM_START_WINDOWS = 2  # warm-up windows at least, starting from a previous estimate
 
 
 def _count(name: str, value: object, minimum: int = 1, optional: bool = True) -> None:
@@ -99,10 +102,14 @@ def _kernel_params(kernel: Kernel, s: LLCSettings, nbeta: float, center: torch.T
     return kernel.params(step_size=step, localization=gamma, nbeta=nbeta, center=center, **extra)
 
 
-def _draw(chains, kernel, warm: WarmupResult, s: LLCSettings, max_draws: int, retry, observables):
-    """Draw blocks until the draw-count rule is met (or a chain diverges, when ``retry``)."""
+def _draw(chains, kernel, warm: WarmupResult, s, max_draws: int, retry, observables, plan_from):
+    """Draw blocks until the draw-count rule is met (or a chain diverges, when ``retry``).
+
+    The number is planned from ``plan_from`` (a previous estimate's trace) when given, else
+    from the warm-up trace."""
     obs = [LLCTrace(), LossTrace(), MALATrace(), *observables]
-    plan = draws.init(warm.llc_trace, max_draws=max_draws, num_draws=s.num_draws)
+    trace = warm.llc_trace if plan_from is None else plan_from
+    plan = draws.init(trace, max_draws=max_draws, num_draws=s.num_draws)
     state, accs, first = warm.state, None, chains.steps_done
     while plan.next:
         state, accs = run(
@@ -116,11 +123,45 @@ def _draw(chains, kernel, warm: WarmupResult, s: LLCSettings, max_draws: int, re
     return state, values(chains, obs, accs, first)
 
 
-def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observables):
-    """Warm-up and draws; repeated at half the step when a chain diverges in the draws."""
+class _Carry(NamedTuple):
+    """What one estimate hands the next on a nearby model (:mod:`llc.tracking`)."""
+
+    params: object  # the kernel's parameters: step size, metric, noise scale
+    displacement: torch.Tensor  # (chain, D): final positions minus w*
+    llc_trace: np.ndarray  # (chain, draw): its autocorrelation and spread plan the draws
+
+
+def _start_state(chains: Chains, kernel: Kernel, params, start: _Carry | None):
+    """Chains at w*, or at the new w* plus the previous estimate's displacements."""
     pot, rand = chains.potential, chains.randomness
-    params = _kernel_params(kernel, s, nbeta, pot.center)
-    state = kernel.init(pot.center.expand(chains.num_chains, -1).clone(), rand.noise(), params)
+    pos = pot.center.expand(chains.num_chains, -1).clone()
+    if start is not None:
+        shift = start.displacement.to(pos)
+        pos += torch.where(torch.isfinite(shift).all(1, keepdim=True), shift, 0.0)
+    return kernel.init(pos, rand.noise(), params)
+
+
+def _warm_params(params, start: _Carry | None):
+    if start is None:
+        return params
+    keep = {
+        f.name: getattr(start.params, f.name)
+        for f in fields(params)
+        if f.name in ("step_size", "metric", "noise_scale")
+    }
+    return replace(params, **keep)
+
+
+def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observables, start=None):
+    """Warm-up and draws; repeated at half the step when a chain diverges in the draws.
+
+    With ``start`` (a :class:`_Carry`) the chains begin where the previous estimate left them,
+    with its step, metric and noise scale; warm-up may then end after ``WARM_START_WINDOWS``
+    windows if its tests pass (the reused settings still fit), and otherwise goes on adapting.
+    """
+    pot, rand = chains.potential, chains.randomness
+    params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
+    state = _start_state(chains, kernel, params, start)
     work = WORK / (chains.num_chains * rand.batch_size * pot.dim)  # steps per chain
     max_draws = s.max_draws or int(min(max(work, DRAWS[0]), DRAWS[1]))
     max_windows = int(min(max(work, WARMUP_STEPS[0]), WARMUP_STEPS[1])) // 100
@@ -130,16 +171,24 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
             chains, kernel, params, state, adapt_step=s.step_size is None,
             adapt_metric=s.precondition, compensate=s.compensate_noise, num_steps=s.num_burnin,
             max_windows=max_windows, step_cap=cap, progress=s.progress,
+            **_warm_options(start, restarts),
         )  # fmt: skip
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
-        state, drawn = _draw(chains, kernel, warm, s, max_draws, retry, observables)
+        plan_from = start.llc_trace if start is not None and restarts == 0 else None
+        state, drawn = _draw(chains, kernel, warm, s, max_draws, retry, observables, plan_from)
         dead = chains.diverged()
         if not (dead and retry):
-            return warm, drawn, restarts
+            return warm, drawn, restarts, state
         # a chain found a region stiffer than warm-up had seen: warm up again with the step at
         # most half as large (dead chains restart at w*, where the check left them), draw afresh
         params, cap, restarts = warm.params, 0.5 * warm.params.step_size, restarts + 1
         chains.revive(dead)
+
+
+def _warm_options(start: _Carry | None, restarts: int) -> dict:
+    if start is None or restarts:
+        return {}
+    return {"initial_step": start.params.step_size, "min_windows": WARM_START_WINDOWS}
 
 
 def estimate_llc(
@@ -282,21 +331,33 @@ def estimate_llc(
     if backend == "devinterp":
         from .devinterp_backend import estimate_devinterp
 
-        return estimate_devinterp(
+        result = estimate_devinterp(
             model, data, s, loss=loss, params=params, device=device, dtype=dtype,
-            observables=observables,
+            observables=observables, divergence=divergence,
         )  # fmt: skip
+        emit(result)
+        return result
     pot = Potential(
         model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype
     )
-    kernel = get_kernel(sampler)
+    return _estimate(pot, s, tuple(observables))[0]
+
+
+def _estimate(pot: Potential, s: LLCSettings, observables=(), start: _Carry | None = None):
+    """``(LLCResult, _Carry)`` for the potential; ``start`` warm-starts from a nearby estimate."""
+    kernel = get_kernel(s.sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
-    batch = batch_size or min(pot.n, DEFAULT_BATCH)
-    chains = Chains.from_seed(pot, num_chains, seed=seed, batch_size=batch, chain_batch=chain_batch)
+    batch = s.batch_size or min(pot.n, DEFAULT_BATCH)
+    chains = Chains.from_seed(
+        pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch
+    )
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.isolated_rng(chains.randomness.aux.initial_seed()), chains:
-        warm, drawn, restarts = _sample(chains, kernel, s, nb, tuple(observables))
-    return _result(chains, kernel, s, nb, warm, drawn, restarts)
+        warm, drawn, restarts, state = _sample(chains, kernel, s, nb, observables, start)
+    result = _result(chains, kernel, s, nb, warm, drawn, restarts)
+    emit(result, stacklevel=4)
+    carry = _Carry(warm.params, (state.position - pot.center).detach(), drawn["llc"])
+    return result, carry
 
 
 def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:

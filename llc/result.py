@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._advice import advice
+
 __all__ = ["LLCResult"]
 
 
@@ -81,6 +83,17 @@ class LLCResult:
     observables: dict = field(default_factory=dict)
     mala_trace: np.ndarray | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What looks wrong with this estimate, each with what to try (empty: nothing).
+
+        Checks: R-hat above 1.05; a negative λ̂; a trace still drifting (:func:`llc.diagnostics.
+        drift`, second half against first, ``|z| > 4``); mean MALA acceptance below 0.5 (the
+        step is too large for the posterior; well-tuned Langevin steps give 0.9 or more);
+        warm-up that stopped at its cap without passing its tests; chains that diverged.
+        """
+        return tuple(advice(self))
+
     def summary(self) -> str:
         """A short text report of the estimate and its diagnostics."""
         ok = int((~self.diverged).sum())
@@ -97,8 +110,7 @@ class LLCResult:
         ]
         if self.diverged.any():
             lines.append(f"  diverged chains: {np.flatnonzero(self.diverged).tolist()}")
-        if self.r_hat > 1.01:
-            lines.append("  warning: R-hat > 1.01, chains disagree; run longer (num_draws).")
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def to_datatree(self):
