@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .adaptation.step_size import SETTLED
 from .estimator import DEFAULT_LOCALIZATION, DRAWS, WORK, LLCSettings, _Carry, _estimate
 from .potential import Potential
 from .trajectory import LLCTrajectory, TrackRecord
@@ -161,15 +162,18 @@ class _Engine:
             start = self.carry if self.warm_start else None
             result, carry = _estimate(pot, s, self.observables, start)
         self.carry = carry
-        reused = (
-            start is not None
-            and result.config["warmup_converged"]
-            and (result.num_burnin <= 2 * 100)
-        )
+        reused = start is not None and _fitted(result.config)
         extra = {"warm_start": start is not None, "reused": bool(reused)}
         return TrackRecord.from_result(
             step, result, train_loss, extra, time.perf_counter() - t0, self.keep
         )
+
+
+def _fitted(config: dict) -> bool:
+    """The reused step needed no change at its first re-set, and warm-up passed its tests."""
+    h = config.get("step_size_history", ())
+    settled = len(h) < 2 or abs(math.log(h[1] / h[0])) < SETTLED
+    return bool(settled and config.get("warmup_converged"))
 
 
 def _quiet(s: LLCSettings) -> LLCSettings:
@@ -212,10 +216,11 @@ class LLCTracker:
     Warm start: an estimate begins with the chains displaced from the new w* as they were from
     the previous w* at its end, with the previous step size, diagonal metric and noise
     compensation, and plans its draws from the previous trace's autocorrelation and spread.
-    Warm-up still runs and tests what it reused: it may end after 2 windows (200 steps) when the
-    step re-set from the curvature moved by less than 25 % and the energy and spread tests
-    pass; otherwise it adapts on, as a cold warm-up would. ``record.settings["reused"]`` says
-    which. The draws are capped at 1/20 of the cold default cap (at least 200).
+    Warm-up still runs and tests what it reused: it may end after 2 windows (200 steps) when
+    its energy and spread tests pass, and otherwise adapts on as a cold warm-up would.
+    ``record.settings["reused"]`` is True when the reused step needed no change at its first
+    re-set from the curvature (less than 25 %) and warm-up passed its tests. The draws are
+    capped at 1/20 of the cold default cap (at least 200).
 
     Tracking never perturbs training: no parameter, buffer, gradient, optimizer state or global
     RNG state (CPU and CUDA) is changed by :meth:`step`.
