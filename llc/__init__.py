@@ -17,31 +17,45 @@ The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for
 from . import (
     adaptation,
     bounds,
+    calibration,
     diagnostics,
     kernels,
     language,
     masks,
     observables,
     sampling,
+    tracking,
+    trajectory,
     warmup,
     zoo,
 )
+from ._advice import LLCWarning
 from .bounds import Bounds, hessian_bounds
+from .calibration import CalibrationResult, calibrate
 from .estimator import LLCSettings, estimate_llc
 from .kernels import get_kernel
 from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
 from .result import LLCResult
+from .tracking import LLCTracker, LogSchedule, track_checkpoints
+from .trajectory import LLCTrajectory, TrackRecord
 
 __all__ = [
     "Bounds",
+    "CalibrationResult",
     "LLCResult",
     "LLCSettings",
+    "LLCTracker",
+    "LLCTrajectory",
+    "LLCWarning",
+    "LogSchedule",
     "Potential",
     "ProbeLosses",
     "adaptation",
     "bounds",
+    "calibrate",
+    "calibration",
     "diagnostics",
     "estimate_llc",
     "get_kernel",
@@ -52,6 +66,10 @@ __all__ = [
     "param_masks",
     "observables",
     "sampling",
+    "TrackRecord",
+    "track_checkpoints",
+    "tracking",
+    "trajectory",
     "warmup",
     "zoo",
 ]

@@ -1,0 +1,142 @@
+"""The rule that recommends one cell of a calibration grid (:func:`llc.calibrate`).
+
+Each (nβ, γ) slice of the grid is scanned from the smallest step up. A cell is *beyond the edge*
+of stable steps once a chain diverges, the MALA acceptance drops below ``MIN_MALA``, the draws'
+standard deviation grows more than ``MAX_SPREAD``-fold over the last usable step's (rare
+excursions to high loss), or λ̂ leaves the plateau (changes by more than ``PLATEAU`` of λ̂ from
+the last usable step's); every larger step of the slice is beyond the edge too. Below the edge a
+cell is *converged* when R-hat ≤ ``MAX_RHAT`` and the trend statistic ``|drift|`` ≤
+``MAX_DRIFT``. The slice's choice is its largest converged step below the edge. The default nβ
+and γ are preferred; another slice is chosen only when theirs has no converged cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "MAX_DRIFT",
+    "MAX_RHAT",
+    "MAX_SPREAD",
+    "MIN_MALA",
+    "PLATEAU",
+    "RULE",
+    "STATUSES",
+    "classify",
+    "choose",
+]
+
+PLATEAU = 0.07  # largest change of λ̂ between neighbouring steps (√2 apart); measured −2 … +3 %
+# largest growth of the draws' sd over the next smaller step: below the edge it changed by a
+# factor 0.94-1.05, at the first step past it by 2.5-12.5 (rare excursions to high loss)
+MAX_SPREAD = 2.0
+MIN_MALA = 0.5  # below: even a Metropolis-adjusted sampler would take smaller steps (optimum 0.574)
+MAX_RHAT = 1.05
+MAX_DRIFT = 3.0
+SLICE_METRICS = ("llc", "sd", "mala", "r_hat", "drift", "divergences")  # classify's arguments
+STATUSES = (
+    "ok",
+    "not converged",
+    "diverged",
+    "low acceptance",
+    "excursions",
+    "off plateau",
+    "beyond edge",
+)
+
+RULE = (
+    "Per (nβ, γ), scan the steps upwards. The edge of stable steps is the first step where a chain "
+    f"diverges, the MALA acceptance is below {MIN_MALA}, the standard deviation of the draws "
+    f"grows more than {MAX_SPREAD:g}-fold over the last usable smaller step's (excursions), or "
+    f"λ̂ changes by more than {PLATEAU:.0%} from it (leaves the plateau); it and all larger steps "
+    f"are unusable. Below the edge, a cell is usable when R-hat ≤ {MAX_RHAT} and |drift| ≤ "
+    f"{MAX_DRIFT:g}. Recommend the largest usable step at the default nβ = n/log n and γ (or the "
+    "grid's values nearest to them); another (nβ, γ) only when that slice has no usable cell."
+)
+
+
+def classify(llc, sd, mala, r_hat, drift, divergences) -> np.ndarray:
+    """The status of each step of one slice (arrays of shape (step,)); see the module notes.
+
+    λ̂ and the spread are compared with the last usable step below (none before the first):
+    a step that has not converged is still moving with the step size.
+    """
+    status = np.full(len(llc), "beyond edge", dtype=object)
+    last = None  # the last usable step
+    for k in range(len(llc)):
+        if divergences[k] > 0 or not math.isfinite(llc[k]):
+            status[k] = "diverged"
+        elif mala[k] < MIN_MALA:  # NaN (kernels without MALA) passes
+            status[k] = "low acceptance"
+        elif last is not None and sd[k] > MAX_SPREAD * sd[last]:
+            status[k] = "excursions"
+        elif last is not None and abs(llc[k] - llc[last]) > PLATEAU * abs(llc[last]):
+            status[k] = "off plateau"
+        else:
+            converged = r_hat[k] <= MAX_RHAT and abs(drift[k]) <= MAX_DRIFT
+            status[k] = "ok" if converged else "not converged"
+            last = k if converged else last
+            continue
+        break
+    return status
+
+
+def _preference(values: tuple[float, ...], default: float) -> list[int]:
+    """Indices of ``values`` ordered by distance from ``default`` (in log, ties: smaller first)."""
+
+    def dist(v: float) -> float:
+        if v == default:
+            return 0.0
+        if v <= 0 or default <= 0:
+            return math.inf
+        return abs(math.log(v / default))
+
+    return sorted(range(len(values)), key=lambda i: (dist(values[i]), values[i]))
+
+
+def choose(arrays: dict, steps, locs, nbetas, default_nbeta: float, default_gamma: float):
+    """``(index, status, reason, default)``: the recommended cell (or None), the status of every
+    cell (shape (nβ, γ, step)), the reason in words and the preferred slice ``(i, j)``."""
+    shape = (len(nbetas), len(locs), len(steps))
+    status = np.empty(shape, dtype=object)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            status[i, j] = classify(*(arrays[m][i, j] for m in SLICE_METRICS))
+    order = [(i, j) for i in _preference(nbetas, default_nbeta)
+             for j in _preference(locs, default_gamma)]  # fmt: skip
+    for rank, (i, j) in enumerate(order):
+        ok = np.flatnonzero(status[i, j] == "ok")
+        if ok.size:
+            k = int(ok[-1])
+            reason = _reason(status[i, j], k, steps, rank, nbetas[i], locs[j])
+            return (i, j, k), status, reason, order[0]
+    i, j = order[0]
+    reason = (
+        f"no usable cell (default slice nβ = {nbetas[i]:.4g}, γ = {locs[j]:.3g}: "
+        f"{_counts(status[i, j])}); try smaller steps, a larger localization, or more "
+        "num_burnin and num_draws"
+    )
+    return None, status, reason, order[0]
+
+
+def _counts(status: np.ndarray) -> str:
+    return ", ".join(f"{int((status == s).sum())} {s}" for s in STATUSES if (status == s).any())
+
+
+def _reason(status: np.ndarray, k: int, steps, rank: int, nbeta: float, gamma: float) -> str:
+    edge = next((s for s in status[k + 1 :] if s != "not converged"), None)
+    top = {None: "the largest step of the grid (the edge was not reached: larger steps may be "
+           "usable too)", "diverged": "the step below the first divergence",
+           "low acceptance": f"the step below MALA acceptance < {MIN_MALA}",
+           "excursions": "the step below excursions (the draws' spread jumps)",
+           "off plateau": "the step below where λ̂ leaves the plateau"}[edge]  # fmt: skip
+    where = f"nβ = {nbeta:.4g}, γ = {gamma:.3g}"
+    if rank:
+        where += " (the default nβ and γ slice has no usable cell)"
+    if status[k + 1 :].size and status[k + 1] == "not converged":
+        top = "the largest converged step below the edge"
+    below = np.flatnonzero(status[:k] == "ok")
+    plateau = "on a plateau with the usable steps below" if below.size else "no usable step below"
+    return f"step {steps[k]:.3g} at {where}: {top}; {plateau}"
