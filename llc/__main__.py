@@ -1,5 +1,6 @@
 """Command line: ``python -m llc validate [--quick] [--noisy] [--n N] [--seed S] [--sampler K]
-[--out DIR] [--transformers]``."""
+[--out DIR] [--transformers]`` and ``python -m llc demo-training [--steps N] [--estimates K]
+[--seed S] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -110,7 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument(
         "--transformers", action="store_true", help="the transformer checks (llc.validate_lm)"
     )
-    args = parser.parse_args(argv)
+    sub.add_parser(
+        "demo-training",
+        add_help=False,
+        help="track the LLC of a deep linear network learning saddle to saddle "
+        "(--steps, --estimates, --seed, --out; -h for more)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo-training":
+        from .saddles import main as demo
+
+        return demo(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "validate":
         return _validate(args)
     return 2  # pragma: no cover

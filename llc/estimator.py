@@ -35,7 +35,6 @@ WORK = 8e10
 WARMUP_STEPS = (2000, 10000)  # bounds of the warm-up cap
 DRAWS = (4000, 25000)  # bounds of the default max_draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
-WARM_START_WINDOWS = 2  # warm-up windows at least, starting from a previous estimate
 
 
 def _count(name: str, value: object, minimum: int = 1, optional: bool = True) -> None:
@@ -126,28 +125,19 @@ def _draw(chains, kernel, warm: WarmupResult, s, max_draws: int, retry, observab
 class _Carry(NamedTuple):
     """What one estimate hands the next on a nearby model (:mod:`llc.tracking`)."""
 
-    params: object  # the kernel's parameters: step size, metric, noise scale
-    displacement: torch.Tensor  # (chain, D): final positions minus w*
+    params: object  # the kernel's parameters after warm-up: metric and noise scale are reused
     llc_trace: np.ndarray  # (chain, draw): its autocorrelation and spread plan the draws
 
 
-def _start_state(chains: Chains, kernel: Kernel, params, start: _Carry | None):
-    """Chains at w*, or at the new w* plus the previous estimate's displacements."""
-    pot, rand = chains.potential, chains.randomness
-    pos = pot.center.expand(chains.num_chains, -1).clone()
-    if start is not None:
-        shift = start.displacement.to(pos)
-        pos += torch.where(torch.isfinite(shift).all(1, keepdim=True), shift, 0.0)
-    return kernel.init(pos, rand.noise(), params)
-
-
 def _warm_params(params, start: _Carry | None):
+    """The previous metric and noise scale for the first warm-up window (both are re-learned
+    after every window; the step is re-measured, see docs/design.md)."""
     if start is None:
         return params
     keep = {
         f.name: getattr(start.params, f.name)
         for f in fields(params)
-        if f.name in ("step_size", "metric", "noise_scale")
+        if f.name in ("metric", "noise_scale")
     }
     return replace(params, **keep)
 
@@ -155,13 +145,11 @@ def _warm_params(params, start: _Carry | None):
 def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observables, start=None):
     """Warm-up and draws; repeated at half the step when a chain diverges in the draws.
 
-    With ``start`` (a :class:`_Carry`) the chains begin where the previous estimate left them,
-    with its step, metric and noise scale; warm-up may then end after ``WARM_START_WINDOWS``
-    windows if its tests pass (the reused settings still fit), and otherwise goes on adapting.
-    """
+    With ``start`` (a :class:`_Carry`) warm-up begins with the previous metric and noise scale,
+    and the draws are planned from the previous trace."""
     pot, rand = chains.potential, chains.randomness
     params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
-    state = _start_state(chains, kernel, params, start)
+    state = kernel.init(pot.center.expand(chains.num_chains, -1).clone(), rand.noise(), params)
     work = WORK / (chains.num_chains * rand.batch_size * pot.dim)  # steps per chain
     max_draws = s.max_draws or int(min(max(work, DRAWS[0]), DRAWS[1]))
     max_windows = int(min(max(work, WARMUP_STEPS[0]), WARMUP_STEPS[1])) // 100
@@ -171,24 +159,17 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
             chains, kernel, params, state, adapt_step=s.step_size is None,
             adapt_metric=s.precondition, compensate=s.compensate_noise, num_steps=s.num_burnin,
             max_windows=max_windows, step_cap=cap, progress=s.progress,
-            **_warm_options(start, restarts),
         )  # fmt: skip
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
         plan_from = start.llc_trace if start is not None and restarts == 0 else None
         state, drawn = _draw(chains, kernel, warm, s, max_draws, retry, observables, plan_from)
         dead = chains.diverged()
         if not (dead and retry):
-            return warm, drawn, restarts, state
+            return warm, drawn, restarts
         # a chain found a region stiffer than warm-up had seen: warm up again with the step at
         # most half as large (dead chains restart at w*, where the check left them), draw afresh
         params, cap, restarts = warm.params, 0.5 * warm.params.step_size, restarts + 1
         chains.revive(dead)
-
-
-def _warm_options(start: _Carry | None, restarts: int) -> dict:
-    if start is None or restarts:
-        return {}
-    return {"initial_step": start.params.step_size, "min_windows": WARM_START_WINDOWS}
 
 
 def estimate_llc(
@@ -353,10 +334,10 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start: _Carry | No
     )
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.isolated_rng(chains.randomness.aux.initial_seed()), chains:
-        warm, drawn, restarts, state = _sample(chains, kernel, s, nb, observables, start)
+        warm, drawn, restarts = _sample(chains, kernel, s, nb, observables, start)
     result = _result(chains, kernel, s, nb, warm, drawn, restarts)
     emit(result, stacklevel=4)
-    carry = _Carry(warm.params, (state.position - pot.center).detach(), drawn["llc"])
+    carry = _Carry(warm.params, drawn["llc"])
     return result, carry
 
 

@@ -170,7 +170,7 @@ class _Engine:
 
 
 def _fitted(config: dict) -> bool:
-    """The reused step needed no change at its first re-set, and warm-up passed its tests."""
+    """The step needed no change at its first re-set, and warm-up passed its tests."""
     h = config.get("step_size_history", ())
     settled = len(h) < 2 or abs(math.log(h[1] / h[0])) < SETTLED
     return bool(settled and config.get("warmup_converged"))
@@ -213,14 +213,15 @@ class LLCTracker:
     whole run, so the estimates ``λ̂(t) = nβ (E_w[L_n(w)] − L_n(w*_t))`` target the same
     localized tempered posterior family and can be compared with each other.
 
-    Warm start: an estimate begins with the chains displaced from the new w* as they were from
-    the previous w* at its end, with the previous step size, diagonal metric and noise
-    compensation, and plans its draws from the previous trace's autocorrelation and spread.
-    Warm-up still runs and tests what it reused: it may end after 2 windows (200 steps) when
-    its energy and spread tests pass, and otherwise adapts on as a cold warm-up would.
-    ``record.settings["reused"]`` is True when the reused step needed no change at its first
-    re-set from the curvature (less than 25 %) and warm-up passed its tests. The draws are
-    capped at 1/20 of the cold default cap (at least 200).
+    Warm start: warm-up begins with the previous estimate's diagonal metric and noise
+    compensation, and the draws are planned from the previous trace's autocorrelation and
+    spread, capped at 1/20 of the cold default cap (at least 200): the estimates are cheaper
+    than cold calls mostly by drawing less, each with its own MCSE in its record. The chains
+    start at w* and warm-up runs its usual tests, so a tracked estimate has the same target and
+    the same warm-up bias as a cold call. ``record.settings["reused"]`` is True when the step
+    needed no change at its first re-set and warm-up passed its tests. Carrying the chains'
+    positions and step over from the previous estimate was measured and rejected (see
+    docs/design.md): chains that had not fully equilibrated carried their drift on.
 
     Tracking never perturbs training: no parameter, buffer, gradient, optimizer state or global
     RNG state (CPU and CUDA) is changed by :meth:`step`.

@@ -146,16 +146,12 @@ def warmup(
     max_windows: int = 100,
     step_cap: float = math.inf,
     progress: bool = False,
-    initial_step: float | None = None,
 ) -> WarmupResult:
-    """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size.
-
-    ``initial_step`` (a step known to fit, such as a previous estimate's on a nearby model)
-    replaces the curvature measurement that otherwise sets the first step."""
+    """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size."""
     adaptive = num_steps is None
     flags = (adapt_metric and kernel.learns_metric and adaptive, adapt_step and adaptive,
              compensate and kernel.compensates_noise and adaptive)  # fmt: skip
-    params, a = _start(chains, kernel, params, state, adapt_step, step_cap, initial_step)
+    params, a = _start(chains, kernel, params, state, adapt_step, step_cap)
     trace_obs, parts = LLCTrace(), []
     energy, spread = convergence.energy.init(), convergence.spread.init()
     total, converged, restarts = 0, False, 0
@@ -209,13 +205,11 @@ def warmup(
     )
 
 
-def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float, initial_step):
+def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float):
     """The initial step (from the curvature when adapted) and the adaptation states."""
     gen, pos = chains.randomness.aux, state.position
     vecs = torch.randn(pos.shape, generator=gen, device=pos.device, dtype=pos.dtype)
-    if adapt_step and initial_step is not None:
-        steps = step_size.init(initial_step, step_cap)
-    elif adapt_step:
+    if adapt_step:
         eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)
         steps = step_size.init(eps0, step_cap)
     else:

@@ -166,14 +166,14 @@ def test_track_checkpoints_bad_input(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_warm_start_agrees_with_cold(seed):
-    """At the same w*, a warm-started estimate reuses the settings and agrees with a cold one
-    within their combined Monte Carlo error."""
+    """At the same w*, a warm-started estimate agrees with a cold one within their combined
+    Monte Carlo error."""
     teacher = normal_form_teacher([4, 3, 4], 1, seed=torch.Generator().manual_seed(seed))
     x, y = teacher_student_data(teacher, 2000, 4, seed=torch.Generator().manual_seed(seed + 10))
     tracker = llc.LLCTracker((x, y), every=1, progress=False, seed=seed, warm_start=True)
     first = tracker.step(teacher, 0)
     second = tracker.step(teacher, 1)
     assert not first.settings["warm_start"] and second.settings["warm_start"]
-    assert second.settings["num_burnin"] < first.settings["num_burnin"]
+    assert second.result.num_draws <= max(200, 25000 // 20)  # the tracker's draw cap
     z = (second.llc - first.llc) / math.hypot(first.mcse, second.mcse)
     assert abs(z) < 4, (first.llc, second.llc, first.mcse, second.mcse)
