@@ -9,7 +9,7 @@ __all__ = ["plot_calibration"]
 
 def _color_range(cal) -> tuple[float, float]:
     """The colour scale: λ̂ of the cells below the edge (the edge's λ̂ would swamp it)."""
-    below = np.isin(cal.status, ("ok", "not converged"))
+    below = np.isin(cal.status, ("ok", "no plateau", "not converged"))
     vals = cal.llc[below & np.isfinite(cal.llc)]
     if vals.size == 0:
         vals = cal.llc[np.isfinite(cal.llc)]
@@ -50,7 +50,7 @@ def _trace_cells(cal, panels: int) -> list[tuple[int, int, int]]:
         i, j, k = cal.recommended.index
     else:
         i, j = cal.settings.get("default_slice", (0, 0))
-        below = np.flatnonzero(np.isin(cal.status[i, j], ("ok", "not converged")))
+        below = np.flatnonzero(np.isin(cal.status[i, j], ("ok", "no plateau", "not converged")))
         k = int(below[-1]) if below.size else 0
     num = len(cal.step_sizes)
     lo = max(0, min(k - (panels - 1) // 2, num - panels))

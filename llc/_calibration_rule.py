@@ -1,13 +1,14 @@
 """The rule that recommends one cell of a calibration grid (:func:`llc.calibrate`).
 
-Each (nβ, γ) slice of the grid is scanned from the smallest step up. A cell is *beyond the edge*
-of stable steps once a chain diverges, the MALA acceptance drops below ``MIN_MALA``, the draws'
-standard deviation grows more than ``MAX_SPREAD``-fold over the last usable step's (rare
+Each (nβ, γ) slice of the grid is scanned from the smallest step up. The *edge* of stable steps
+is the first step where a chain diverges, the MALA acceptance drops below ``MIN_MALA``, the
+draws' standard deviation grows more than ``MAX_SPREAD``-fold over the next smaller step's (rare
 excursions to high loss), or λ̂ leaves the plateau (changes by more than ``PLATEAU`` of λ̂ from
-the last usable step's); every larger step of the slice is beyond the edge too. Below the edge a
-cell is *converged* when R-hat ≤ ``MAX_RHAT`` and the trend statistic ``|drift|`` ≤
-``MAX_DRIFT``. The slice's choice is its largest converged step below the edge. The default nβ
-and γ are preferred; another slice is chosen only when theirs has no converged cell.
+the last converged smaller step's); it and every larger step are unusable. Below the edge a cell
+is *converged* when R-hat ≤ ``MAX_RHAT`` and the trend statistic ``|drift|`` ≤ ``MAX_DRIFT``; a
+converged cell is *usable* ("ok") when a smaller converged step agrees with it (a plateau of two
+or more steps). The slice's choice is its largest usable step. The default nβ and γ are
+preferred; another slice is chosen only when theirs has no usable cell.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MAX_DRIFT = 3.0
 SLICE_METRICS = ("llc", "sd", "mala", "r_hat", "drift", "divergences")  # classify's arguments
 STATUSES = (
     "ok",
+    "no plateau",
     "not converged",
     "diverged",
     "low acceptance",
@@ -49,35 +51,40 @@ STATUSES = (
 RULE = (
     "Per (nβ, γ), scan the steps upwards. The edge of stable steps is the first step where a chain "
     f"diverges, the MALA acceptance is below {MIN_MALA}, the standard deviation of the draws "
-    f"grows more than {MAX_SPREAD:g}-fold over the last usable smaller step's (excursions), or "
-    f"λ̂ changes by more than {PLATEAU:.0%} from it (leaves the plateau); it and all larger steps "
-    f"are unusable. Below the edge, a cell is usable when R-hat ≤ {MAX_RHAT} and |drift| ≤ "
-    f"{MAX_DRIFT:g}. Recommend the largest usable step at the default nβ = n/log n and γ (or the "
-    "grid's values nearest to them); another (nβ, γ) only when that slice has no usable cell."
+    f"grows more than {MAX_SPREAD:g}-fold over the next smaller step's (excursions), or λ̂ "
+    f"changes by more than {PLATEAU:.0%} from the last converged smaller step's (leaves the "
+    "plateau); it and all larger steps are unusable. Below the edge, a cell is converged when "
+    f"R-hat ≤ {MAX_RHAT} and |drift| ≤ {MAX_DRIFT:g}, and usable when a smaller converged step "
+    "agrees with it (a plateau). Recommend the largest usable step at the default nβ = n/log n "
+    "and γ (or the grid's values nearest to them); another (nβ, γ) only when that slice has no "
+    "usable cell."
 )
 
 
 def classify(llc, sd, mala, r_hat, drift, divergences) -> np.ndarray:
     """The status of each step of one slice (arrays of shape (step,)); see the module notes.
 
-    λ̂ and the spread are compared with the last usable step below (none before the first):
-    a step that has not converged is still moving with the step size.
+    The spread is compared with the next smaller step's; λ̂ with the last converged smaller
+    step's (the λ̂ of a step that has not converged still moves with the step size). The first
+    converged step is the plateau's reference ("no plateau"); later ones that agree are "ok".
     """
     status = np.full(len(llc), "beyond edge", dtype=object)
-    last = None  # the last usable step
+    last = None  # the last converged step
     for k in range(len(llc)):
         if divergences[k] > 0 or not math.isfinite(llc[k]):
             status[k] = "diverged"
         elif mala[k] < MIN_MALA:  # NaN (kernels without MALA) passes
             status[k] = "low acceptance"
-        elif last is not None and sd[k] > MAX_SPREAD * sd[last]:
+        elif k and sd[k] > MAX_SPREAD * sd[k - 1]:
             status[k] = "excursions"
         elif last is not None and abs(llc[k] - llc[last]) > PLATEAU * abs(llc[last]):
             status[k] = "off plateau"
+        elif not (r_hat[k] <= MAX_RHAT and abs(drift[k]) <= MAX_DRIFT):
+            status[k] = "not converged"
+            continue
         else:
-            converged = r_hat[k] <= MAX_RHAT and abs(drift[k]) <= MAX_DRIFT
-            status[k] = "ok" if converged else "not converged"
-            last = k if converged else last
+            status[k] = "ok" if last is not None else "no plateau"
+            last = k
             continue
         break
     return status
@@ -115,8 +122,11 @@ def choose(arrays: dict, steps, locs, nbetas, default_nbeta: float, default_gamm
     i, j = order[0]
     reason = (
         f"no usable cell (default slice nβ = {nbetas[i]:.4g}, γ = {locs[j]:.3g}: "
-        f"{_counts(status[i, j])}); try smaller steps, a larger localization, or more "
-        "num_burnin and num_draws"
+        f"{_counts(status[i, j])}). Below the edge the chains have not converged to a plateau: "
+        "rerun the steps just below the edge with more num_burnin and num_draws (e.g. 4×)"
+        if (status[i, j] != "beyond edge").sum() > 1
+        else f"no usable cell (default slice nβ = {nbetas[i]:.4g}, γ = {locs[j]:.3g}: "
+        f"{_counts(status[i, j])}); try smaller steps"
     )
     return None, status, reason, order[0]
 
@@ -132,11 +142,10 @@ def _reason(status: np.ndarray, k: int, steps, rank: int, nbeta: float, gamma: f
            "low acceptance": f"the step below MALA acceptance < {MIN_MALA}",
            "excursions": "the step below excursions (the draws' spread jumps)",
            "off plateau": "the step below where λ̂ leaves the plateau"}[edge]  # fmt: skip
+    if status[k + 1 :].size and status[k + 1] == "not converged":
+        top = "the largest converged step below the edge"
     where = f"nβ = {nbeta:.4g}, γ = {gamma:.3g}"
     if rank:
         where += " (the default nβ and γ slice has no usable cell)"
-    if status[k + 1 :].size and status[k + 1] == "not converged":
-        top = "the largest converged step below the edge"
-    below = np.flatnonzero(status[:k] == "ok")
-    plateau = "on a plateau with the usable steps below" if below.size else "no usable step below"
-    return f"step {steps[k]:.3g} at {where}: {top}; {plateau}"
+    plateau = int((status[:k] == "ok").sum()) + 1  # the "no plateau" reference step too
+    return f"step {steps[k]:.3g} at {where}: {top}, on a plateau of {plateau + 1} steps"

@@ -96,8 +96,9 @@ class CalibrationResult:
     drift : ndarray
         Trend statistic of the draws in standard errors (:func:`llc.diagnostics.drift`).
     status : ndarray of str
-        The rule's verdict per cell: ``"ok"``, ``"not converged"``, ``"diverged"``,
-        ``"low acceptance"``, ``"excursions"``, ``"off plateau"`` or ``"beyond edge"``.
+        The rule's verdict per cell: ``"ok"`` (usable), ``"no plateau"``, ``"not converged"``,
+        ``"diverged"``, ``"low acceptance"``, ``"excursions"``, ``"off plateau"`` or
+        ``"beyond edge"``.
     traces : dict
         ``(i, j, k) -> ndarray (chain, draw)``: ``nβ (L_B(w) − L_B(w*))`` over the draws.
     burnin_traces : dict
@@ -321,31 +322,38 @@ def calibrate(
     - a chain diverges, or
     - the MALA acceptance is below 0.5 (beneath even the optimal rate 0.574 of the Metropolis-
       adjusted algorithm [2]_), or
-    - the draws' standard deviation grows more than twofold over that of the last usable step
-      j below, ``s_k > 2 s_j`` (excursions), or
-    - λ̂ leaves the plateau: ``|λ̂_k − λ̂_j| > 0.07 |λ̂_j|``,
+    - the draws' standard deviation grows more than twofold, ``s_k > 2 s_{k−1}``
+      (excursions), or
+    - λ̂ leaves the plateau: ``|λ̂_k − λ̂_j| > 0.07 |λ̂_j|``, j the last converged step below,
 
-    and that step and all larger ones are unusable. Below the edge a cell is usable when R-hat
-    ≤ 1.05 and the trend statistic ``|z| ≤ 3`` (``z = (m₂ − m₁)/√(MCSE₁² + MCSE₂²)`` between
-    the draws' two halves, :func:`llc.diagnostics.drift`). Cells that fail these are skipped,
-    not compared with: their λ̂ still moves with the step. The recommendation is the largest
-    usable step of the slice at the default nβ = n/log n and γ = 0.3 (or the grid's values
-    nearest to them, in log); another slice is chosen only when that one has no usable cell,
-    and the reason says so.
+    and that step and all larger ones are unusable. Below the edge a cell is converged when
+    R-hat ≤ 1.05 and the trend statistic ``|z| ≤ 3`` (``z = (m₂ − m₁)/√(MCSE₁² + MCSE₂²)``
+    between the draws' two halves, :func:`llc.diagnostics.drift`); λ̂ of a cell that has not
+    converged still moves with the step, so it is not compared with. A converged cell is usable
+    when a smaller converged step agrees with it: λ̂ is on a plateau of at least two steps (the
+    first converged step is the plateau's reference, status ``"no plateau"``). The
+    recommendation is the largest usable step of the slice at the default nβ = n/log n and
+    γ = 0.3 (or the grid's values nearest to them, in log); another slice is chosen only when
+    that one has no usable cell, and the reason says so.
 
     The thresholds come from the default grid on RRR 4-3-4 and DLN 6-5-4-6 of
     :data:`llc.validate.SUITE` (10 seeds each): below the edge, neighbouring steps changed λ̂ by
     −2.1 … +3.2 % and the draws' sd by a factor 0.94 … 1.05; the first step past the edge
     multiplied the sd by 2.5 … 12.5 and moved λ̂ by +3.8 … +42 %. The spread test is the sharp
     one; the plateau test backs it up. A fixed MALA threshold such as 0.9 was a poor edge
-    marker: the acceptance at the edge was 0.75–0.85 there and 0.66 on a DLN with d = 1360. The
-    tolerances assume steps about √2 apart; on coarser grids λ̂ may change more between
-    neighbours below the edge, which makes the choice conservative. The rule was validated on
-    suite models it was not tuned on (``bench/calibration_rule.py``, README).
+    marker: the acceptance at the edge was 0.75–0.85 there and 0.66 on DLN 24-20-20-24 (d = 1360,
+    not in the suite). The tolerances assume steps about √2 apart; on coarser grids λ̂ may
+    change more between neighbours below the edge, which makes the choice conservative.
+    Validation on other suite models: ``bench/calibration_rule.py`` and ``docs/design.md``.
 
-    The edge depends on the run's length: a chain that meets an unstable region only rarely
-    may not within ``num_burnin + num_draws`` steps; longer runs at the recommended step should
-    watch for divergences (:func:`llc.estimate_llc` reports them).
+    Limits. The edge depends on the run's length: a chain that meets an unstable region only
+    rarely may not within ``num_burnin + num_draws`` steps (longer runs put it lower on deep
+    networks). On larger networks the stable steps mix slowly, so that the cells below the
+    edge may not reach a plateau within the budget: then no cell is recommended, and the reason
+    says to rerun the steps just below the edge with more burn-in and draws. A plateau of
+    under-equilibrated steps can still sit below λ_n (−8.9 % on DLN 20x6, d = 2000, after such
+    a rerun): the grid samples with a fixed step and no metric, which :func:`llc.estimate_llc`'s
+    adaptive warm-up learns.
 
     References
     ----------

@@ -237,13 +237,27 @@ def _slice(llc_values, **over):
 def test_the_edge_is_the_first_unstable_step(over, status):
     arrays = _slice([9.6, 9.8, 10.0, 10.1, 10.2], **over)
     got = classify(*(arrays[m] for m in ("llc", "sd", "mala", "r_hat", "drift", "divergences")))
-    assert list(got) == ["ok", "ok", "ok", status, "beyond edge"]
+    assert list(got) == ["no plateau", "ok", "ok", status, "beyond edge"]
 
 
 def test_unconverged_cells_are_skipped_below_the_edge():
     arrays = _slice([9.0, 9.3, 9.6, 9.8], r_hat=(0, 1.2), drift=(3, 4.0))
     got = classify(*(arrays[m] for m in ("llc", "sd", "mala", "r_hat", "drift", "divergences")))
-    assert list(got) == ["not converged", "ok", "ok", "not converged"]
+    assert list(got) == ["not converged", "no plateau", "ok", "not converged"]
+    # λ̂ of a cell that has not converged is not compared with; its spread is
+    arrays = _slice([5.0, 9.0, 9.2], r_hat=(0, 1.2))
+    got = classify(*(arrays[m] for m in ("llc", "sd", "mala", "r_hat", "drift", "divergences")))
+    assert list(got) == ["not converged", "no plateau", "ok"]
+    arrays = _slice([9.0, 9.1, 9.2], r_hat=(1, 1.2), sd=(2, 2.5))
+    got = classify(*(arrays[m] for m in ("llc", "sd", "mala", "r_hat", "drift", "divergences")))
+    assert list(got) == ["no plateau", "not converged", "excursions"]
+
+
+def test_a_single_converged_step_is_no_plateau_and_not_recommended():
+    arrays = {m: v[None, None] for m, v in _slice([9.0, 9.5, 12.0], r_hat=(0, 1.2)).items()}
+    index, status, reason, _ = choose(arrays, (1e-4, 2e-4, 4e-4), (0.3,), (100.0,), 100.0, 0.3)
+    assert index is None and list(status[0, 0]) == ["not converged", "no plateau", "off plateau"]
+    assert "no usable cell" in reason and "4×" in reason
 
 
 def test_the_default_slice_is_preferred():
