@@ -24,10 +24,10 @@ from ._calibration_grid import BATCHED_SAMPLERS, METRICS, GridSampler, kernel_pa
 from ._calibration_rule import RULE, choose
 from ._data import LossFn
 from ._randomness import chain_seeds
-from .estimator import DEFAULT_BATCH, DEFAULT_LOCALIZATION
 from .kernels import get_kernel
 from .potential import Potential
 from .sampling import Chains
+from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION
 from .warmup import initial_step_size
 
 __all__ = ["CalibrationResult", "calibrate"]

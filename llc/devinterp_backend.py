@@ -29,12 +29,12 @@ from ._data import take
 from ._functional import model_output
 from ._randomness import chain_seeds
 from .diagnostics import ess, mcse, rhat
-from .estimator import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
 from .kernels import get_kernel
 from .kernels.rmsprop_sgld import RMSpropSGLDParams
 from .potential import Potential
 from .result import LLCResult
 from .sampling import CHECK_EVERY, Chains
+from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
 from .warmup import initial_step_size
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -21,13 +21,12 @@ from .observables import LLCTrace, LossTrace, MALATrace
 from .potential import Potential
 from .result import LLCResult
 from .sampling import Chains, run, values
+from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
 from .warmup import WarmupResult, warmup
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings", "estimate_llc"]
 
-DEFAULT_LOCALIZATION = 0.3
 BACKENDS = ("llc", "devinterp")
-DEFAULT_BATCH = 512
 MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge in the draws
 # work (chains · batch · d · steps) that caps the default warm-up and draws: about 20 s on
 # 2 CPU cores for d = 2000, 8 chains, batch 512
@@ -35,63 +34,6 @@ WORK = 8e10
 WARMUP_STEPS = (2000, 10000)  # bounds of the warm-up cap
 DRAWS = (4000, 25000)  # bounds of the default max_draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
-
-
-def _count(name: str, value: object, minimum: int = 1, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _positive(name: str, value: object, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or (value < 0 if allow_zero else value <= 0):
-        raise ValueError(
-            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}"
-        )
-
-
-@dataclass(frozen=True)
-class LLCSettings:
-    """The sampling settings of one :func:`estimate_llc` call, validated (None: the default)."""
-
-    nbeta: float | None = None
-    step_size: float | None = None
-    localization: float | None = None
-    num_chains: int = 8
-    num_draws: int | None = None
-    num_burnin: int | None = None
-    batch_size: int | None = None
-    sampler: str = "sgld"
-    seed: int | torch.Generator = 0
-    progress: bool = True
-    chain_batch: int | None = None
-    scheme: str = "leimkuhler_matthews"
-    max_draws: int | None = None
-    precondition: bool = True
-    compensate_noise: bool = True
-
-    def __post_init__(self) -> None:
-        _count("num_chains", self.num_chains, optional=False)
-        for name, low in (("num_draws", 4), ("num_burnin", 0)):
-            _count(name, getattr(self, name), low)
-        for name, low in (("batch_size", 1), ("chain_batch", 1), ("max_draws", 4)):
-            _count(name, getattr(self, name), low)
-        _positive("step_size", self.step_size)
-        _positive("nbeta", self.nbeta)
-        _positive("localization", self.localization, allow_zero=True)
-        get_kernel(self.sampler)  # a ValueError naming the known samplers
-
-    @property
-    def adaptive(self) -> bool:
-        """Warm-up adapts the step and may be repeated (no fixed step size or warm-up length)."""
-        return self.step_size is None and self.num_burnin is None
 
 
 def _kernel_params(kernel: Kernel, s: LLCSettings, nbeta: float, center: torch.Tensor):
@@ -324,7 +266,7 @@ def estimate_llc(
     return _estimate(pot, s, tuple(observables))[0]
 
 
-def _estimate(pot: Potential, s: LLCSettings, observables=(), start: _Carry | None = None):
+def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stacklevel: int = 4):
     """``(LLCResult, _Carry)`` for the potential; ``start`` warm-starts from a nearby estimate."""
     kernel = get_kernel(s.sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
@@ -336,7 +278,7 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start: _Carry | No
     with pot.isolated_rng(chains.randomness.aux.initial_seed()), chains:
         warm, drawn, restarts = _sample(chains, kernel, s, nb, observables, start)
     result = _result(chains, kernel, s, nb, warm, drawn, restarts)
-    emit(result, stacklevel=4)
+    emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
     carry = _Carry(warm.params, drawn["llc"])
     return result, carry
 

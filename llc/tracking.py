@@ -26,8 +26,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .adaptation.step_size import SETTLED
-from .estimator import DEFAULT_LOCALIZATION, DRAWS, WORK, LLCSettings, _Carry, _estimate
+from .estimator import DRAWS, WORK, _Carry, _estimate
 from .potential import Potential
+from .settings import DEFAULT_LOCALIZATION, LLCSettings
 from .trajectory import LLCTrajectory, TrackRecord
 
 __all__ = ["LLCTracker", "LogSchedule", "track_checkpoints"]
@@ -149,7 +150,7 @@ class _Engine:
             )
         self.shapes = shapes
 
-    def estimate(self, model: nn.Module, step: int, train_loss, progress: bool) -> TrackRecord:
+    def estimate(self, model: nn.Module, step: int, train_loss, progress: bool, stacklevel: int):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self._check_shapes(model, step)
@@ -160,7 +161,7 @@ class _Engine:
                 self.settings = self._first_settings(pot)
             s = self.settings if progress else _quiet(self.settings)
             start = self.carry if self.warm_start else None
-            result, carry = _estimate(pot, s, self.observables, start)
+            result, carry = _estimate(pot, s, self.observables, start, stacklevel + 1)
         self.carry = carry
         reused = start is not None and _fitted(result.config)
         extra = {"warm_start": start is not None, "reused": bool(reused)}
@@ -170,7 +171,10 @@ class _Engine:
 
 
 def _fitted(config: dict) -> bool:
-    """The step needed no change at its first re-set, and warm-up passed its tests."""
+    """Warm-up adapted, its step needed no change at its first re-set, and it passed its tests
+    (False for a fixed ``num_burnin``: then nothing was tested)."""
+    if config.get("num_burnin") == "given":
+        return False
     h = config.get("step_size_history", ())
     settled = len(h) < 2 or abs(math.log(h[1] / h[0])) < SETTLED
     return bool(settled and config.get("warmup_converged"))
@@ -263,7 +267,7 @@ class LLCTracker:
             return None
         if torch.is_tensor(train_loss):
             train_loss = train_loss.detach().item()
-        record = self._engine.estimate(model, int(step), train_loss, self._progress)
+        record = self._engine.estimate(model, int(step), train_loss, self._progress, 4)
         self._records.append(record)
         return record
 
@@ -364,7 +368,7 @@ def track_checkpoints(
     records = []
     for key, ckpt in tqdm(items, desc="checkpoints", disable=not progress):
         model = _restore(model_factory, _load(ckpt, key), key)
-        records.append(engine.estimate(model, key, losses.get(key), progress))
+        records.append(engine.estimate(model, key, losses.get(key), progress, 4))
     steps = np.array([k for k, _ in items], dtype=float)
     if log_steps is None:
         pos = steps[steps > 0]
