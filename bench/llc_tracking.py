@@ -4,7 +4,8 @@
     python bench/llc_tracking.py --quick    # 10 checkpoints, fewer draws (a smoke run)
 
 A ReLU (or ``--activation tanh``) MLP 4-16-16-2 (386 parameters) is trained with Adam on
-n = 2000 noisy teacher samples; 50 checkpoints are saved over the second half of training. The table compares
+n = 2000 noisy teacher samples; 50 checkpoints are saved over the second half of
+training. The table compares
 :func:`llc.track_checkpoints` over all of them (defaults: warm start, one nβ and γ) with a cold
 default :func:`llc.estimate_llc` at three of them: CPU seconds (one thread) and
 ``z = (λ̂_tracked − λ̂_cold) / √(MCSE_tracked² + MCSE_cold²)``. Target: tracking costs at most
