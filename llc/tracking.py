@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -129,7 +129,6 @@ class _Engine:
         """nβ, γ and the draw cap fixed for the run at the first estimate."""
         kw = dict(self.kwargs)
         kw["nbeta"] = kw.get("nbeta") or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
-        kw.setdefault("localization", DEFAULT_LOCALIZATION)
         if kw.get("localization") is None:
             kw["localization"] = DEFAULT_LOCALIZATION
         if kw.get("max_draws") is None and kw.get("num_draws") is None:
@@ -181,8 +180,6 @@ def _fitted(config: dict) -> bool:
 
 
 def _quiet(s: LLCSettings) -> LLCSettings:
-    from dataclasses import replace
-
     return replace(s, progress=False)
 
 

@@ -27,12 +27,3 @@ def tanh_net():
     x = torch.randn(64, 3, generator=g, dtype=torch.float64)
     y = torch.randn(64, 2, generator=g, dtype=torch.float64)
     return model, x, y
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny matrices on a shared machine: more threads only contend (and slow down ~100x)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)

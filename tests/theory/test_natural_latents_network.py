@@ -48,15 +48,6 @@ def test_planted_joint_matches_binomial_reference():
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # A tiny model: intra-op threads only add contention on a shared 2-core machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
 def trained(one_thread):
     cause = PlantedCause()
     state = torch.get_rng_state()
