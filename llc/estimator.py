@@ -20,7 +20,7 @@ from .kernels import Kernel, get_kernel
 from .observables import LLCTrace, LossTrace, MALATrace
 from .potential import Potential
 from .result import LLCResult
-from .sampling import Chains, run, values
+from .sampling import Chains, progress_bar, run, values
 from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
 from .warmup import WarmupResult, warmup
 
@@ -52,15 +52,20 @@ def _draw(chains, kernel, warm: WarmupResult, s, max_draws: int, retry, observab
     trace = warm.llc_trace if plan_from is None else plan_from
     plan = draws.init(trace, max_draws=max_draws, num_draws=s.num_draws)
     state, accs, first = warm.state, None, chains.steps_done
+    # the bar's total is the draws planned so far; it grows when the rule asks for more
+    bar = progress_bar(plan.next, "draws", s.progress)
     while plan.next:
         state, accs = run(
             chains, kernel, warm.params, state, plan.next, obs,
-            progress=s.progress, desc="draws", stop_on_divergence=retry, accs=accs,
+            stop_on_divergence=retry, accs=accs, bar=bar,
         )  # fmt: skip
         llc = values(chains, obs[:1], accs[:1], first)["llc"]
         plan = draws.update(plan, llc[:, plan.total :])
+        bar.total = plan.total + plan.next
+        bar.refresh()
         if retry and chains.diverged():
             break
+    bar.close()
     return state, values(chains, obs, accs, first)
 
 

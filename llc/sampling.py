@@ -193,6 +193,11 @@ def _energy(params, position, loss):
     return nbeta * loss + 0.5 * gamma * ((position - params.center) ** 2).sum(1)
 
 
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over chain steps with the time left at the current rate; the caller closes it."""
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
+
+
 def run(
     chains: Chains,
     kernel: Kernel,
@@ -207,8 +212,12 @@ def run(
     mala_every: int = 10,
     stop_on_divergence: bool = False,
     accs: list | None = None,
+    bar=None,
 ):
     """Advance every chain ``num_steps`` steps; return the new state and the accumulators.
+
+    ``bar`` is a tqdm bar that spans several calls (each step advances it by one); without it
+    the call shows a bar of its own when ``progress``.
 
     ``accs`` continues accumulators of an earlier call (default: fresh ones); read the values
     with :func:`values`. With ``stop_on_divergence`` the run ends at the first check that finds a
@@ -224,7 +233,11 @@ def run(
     # every step's loss is checked at the next check (one stacked test, no per-step cost): a
     # NaN on one minibatch between two checks must not leave NaN draws in a healthy chain
     since_check: list[torch.Tensor] = []
-    for t in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
+    own = bar is None
+    if own:
+        bar = progress_bar(num_steps, desc, progress)
+    for t in range(num_steps):
+        bar.update()
         if pending is None:
             idx = rand.indices()
         loss, grad = chains.value_and_grad(state.position, idx)
@@ -266,6 +279,8 @@ def run(
             alive = chains.alive()
             if stop_on_divergence and not bool(alive.all()):
                 break
+    if own:
+        bar.close()
     # the last noise draw lives in a buffer that later steps refill: the state owns a copy
     state = type(state)(*(f.clone() for f in state))
     return state, accs

@@ -24,7 +24,7 @@ from ._curvature import top_curvature, typical_points
 from .adaptation import convergence, metric, noise, step_size
 from .kernels import Kernel
 from .observables import LLCTrace
-from .sampling import Chains, run
+from .sampling import Chains, progress_bar, run
 from .sampling import values as window_values
 
 __all__ = ["WarmupResult", "initial_step_size", "warmup"]
@@ -156,12 +156,15 @@ def warmup(
     energy, spread = convergence.energy.init(), convergence.spread.init()
     total, converged, restarts = 0, False, 0
     budget = num_steps if num_steps is not None else window * max_windows
+    # one bar for the whole warm-up; its time left is against the budget, an upper bound
+    bar = progress_bar(budget, "warm-up" if num_steps else "warm-up (at most)", progress)
     while total < budget and not converged:
+        bar.set_postfix_str(f"ε={params.step_size:.2e}", refresh=False)
         observables = [trace_obs] + ([_MetricRecorder(a.grads)] if flags[0] else [])
         first = chains.steps_done
         state, accs = run(
             chains, kernel, params, state, min(window, budget - total), observables,
-            progress=progress, desc=f"warm-up ε={params.step_size:.2e}",
+            bar=bar,
         )  # fmt: skip
         values = window_values(chains, observables, accs, first)
         total += values["llc"].shape[1]
@@ -190,6 +193,7 @@ def warmup(
             and convergence.energy.final(energy)
             and convergence.spread.final(spread)
         )
+    bar.close()
     if flags[2]:  # for the final step and metric (a restart may have halved the step)
         params, heating = _compensated(kernel, params, a.noise)
         a = a._replace(heating=heating)
