@@ -1,12 +1,19 @@
-"""Command line: ``python -m llc validate [--quick] [--noisy] [--n N] [--seed S] [--sampler K]
-[--out DIR] [--transformers]`` and ``python -m llc demo-training [--steps N] [--estimates K]
-[--seed S] [--out DIR]``."""
+"""Command line of the llc package.
+
+  python -m llc validate       estimate the LLC of models with known λ and compare
+  python -m llc estimate       the LLC of a saved model on a saved data set
+  python -m llc demo-training  the LLC of a deep linear network learning, saddle to saddle
+
+Run python -m llc COMMAND -h for a command's options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from . import _cli_estimate
 
 
 def _validate_lm(args: argparse.Namespace) -> int:
@@ -94,7 +101,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llc", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llc", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="estimate the LLC of models with known λ and compare")
     v.add_argument("--quick", action="store_true", help="a small subset (under 2 minutes)")
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument(
         "--transformers", action="store_true", help="the transformer checks (llc.validate_lm)"
     )
+    _cli_estimate.add_parser(sub)
     sub.add_parser(
         "demo-training",
         add_help=False,
@@ -126,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "validate":
         return _validate(args)
+    if args.command == "estimate":
+        try:
+            return _cli_estimate.run(args)
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            parser.error(str(e))
     return 2  # pragma: no cover
 
 
