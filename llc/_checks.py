@@ -13,6 +13,7 @@ from torch import nn
 
 __all__ = [
     "check_class_targets",
+    "check_finite_parameters",
     "check_kl_outputs",
     "check_norm_modes",
     "probe_forward",
@@ -70,6 +71,16 @@ def resolve_device(device, model_device: torch.device) -> torch.device:
     return dev
 
 
+def check_finite_parameters(model: nn.Module) -> None:
+    """w* must be a point: NaN or ±inf in any parameter (sampled or frozen) is refused."""
+    for name, p in model.named_parameters():
+        if (p.is_floating_point() or p.is_complex()) and not bool(torch.isfinite(p).all()):
+            raise ValueError(
+                f"model's parameter {name!r} holds non-finite values (NaN or inf): the LLC is "
+                "defined at finite weights w*"
+            )
+
+
 def check_norm_modes(model: nn.Module) -> None:
     """Refuse normalisation layers that would update running statistics at every step."""
     for name, m in model.named_modules():
@@ -105,10 +116,16 @@ def _hint(x, model: nn.Module) -> str:
     return ""
 
 
-def probe_forward(forward: Callable, center: torch.Tensor, x, model: nn.Module):
-    """``forward(center, x)``; a failure is re-raised naming ``data`` and its inputs."""
+def probe_forward(
+    forward: Callable, center: torch.Tensor, x, model: nn.Module, num: int, per_sample: bool
+):
+    """``forward(center, x)`` on ``num`` samples; a failure is re-raised naming ``data`` and its
+    inputs. With ``per_sample`` (the named losses) the outputs must have one row per sample
+    (1-D inputs are also tried one sample alone: a model may read ``(n,)`` as one sample)."""
+    if per_sample and isinstance(x, torch.Tensor) and x.ndim == 1 and num > 1:
+        probe_forward(forward, center, x[:1], model, 1, per_sample)
     try:
-        return forward(center, x)
+        out = forward(center, x)
     except torch.OutOfMemoryError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -118,6 +135,12 @@ def probe_forward(forward: Callable, center: torch.Tensor, x, model: nn.Module):
             f"the model cannot be called on data's inputs ({_describe(x)}){hint}. The model "
             f"raised {type(exc).__name__}: {exc}"
         ) from exc
+    if per_sample and (out.ndim == 0 or out.shape[0] != num):
+        raise ValueError(
+            f"the model's outputs on {num} of data's inputs ({_describe(x)}) have shape "
+            f"{tuple(out.shape)}, not one row per sample{_hint(x, model)}"
+        )
+    return out
 
 
 def check_class_targets(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from torch import nn
 from ._attention import calls_attention
 from ._checks import (
     check_class_targets,
+    check_finite_parameters,
     check_kl_outputs,
     check_norm_modes,
     probe_forward,
@@ -264,6 +265,7 @@ class Potential:
             raise ValueError("model has no parameters")
         self.device = resolve_device(device, first.device)
         check_norm_modes(model)
+        check_finite_parameters(model)
         dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
@@ -294,7 +296,10 @@ class Potential:
         with torch.no_grad(), self.isolated_rng(0):  # seeded: dropout must not read global state
             before = _global_rng_state(self.device)
             head = narrow(x, 0, 8)
-            out = probe_forward(self.forward, self.center, head, model)
+            per_sample = isinstance(loss, str)  # the named losses take outputs (n, ...)
+            out = probe_forward(
+                self.forward, self.center, head, model, num_samples(head), per_sample
+            )
             if self.behavioral:  # the reference outputs f_{w*}(x)
                 if divergence == "kl":
                     check_kl_outputs(out)
