@@ -197,3 +197,20 @@ def test_float_buffers_follow_dtype(one_thread):
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).eval()
     res = llc.estimate_llc(model, (_x(), torch.zeros(64, 2)), dtype=torch.float64, **FAST)
     assert np.isfinite(res.mean) and res.config["dtype"] == "torch.float64"
+
+
+# -- LLCTracker and calibrate share the validation (they build the same potential) ------------
+def _tracker(model, data, **kw):
+    return llc.LLCTracker(data, every=1, progress=False, **kw).step(model, 0)
+
+
+@pytest.mark.parametrize("entry", [llc.calibrate, _tracker], ids=["calibrate", "tracker"])
+def test_calibrate_and_tracker_refuse_alike(one_thread, entry):
+    y = torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(2))
+    y[0] = -100
+    with pytest.raises(ValueError) as info:
+        entry(_mlp(5), (_x(), y), loss="cross_entropy")
+    check_error(info.value, "targets")
+    with pytest.raises(ValueError) as info:
+        entry(_mlp(), (_x(), torch.zeros(64, 2)), device="gpu")
+    check_error(info.value, "device")
