@@ -287,3 +287,59 @@ def test_weights_far_from_finite(one_thread, value):
     if exc is not None and np.isfinite(value) and "model" in str(exc):
         return  # a finite but absurd weight may also be refused by name
     _check(case, result, exc)
+
+
+# -- defects 2, 3 and 6 of issue 18 stay fixed ------------------------------------------------
+class _Pairs(torch.utils.data.Dataset):
+    """A map-style dataset that is not a TensorDataset (its loader runs the general path)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+@given(
+    n=st.integers(2, 30),
+    batch=st.integers(1, 12),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+    plain=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.5]),
+    norm=st.booleans(),
+    dtype=st.sampled_from([None, torch.float32, torch.float64]),
+    global_seed=st.integers(0, 2**31),
+)
+def test_loaders_dropout_and_buffers(
+    one_thread, n, batch, shuffle, drop_last, plain, dropout, norm, dtype, global_seed
+):
+    """A DataLoader gives the tensors' result without touching the global RNG (defect 2);
+    dropout masks follow ``seed``, not the global RNG (defect 3); float buffers follow
+    ``dtype`` (defect 6)."""
+    torch.manual_seed(0)
+    layers = [nn.Linear(2, 4)] + ([nn.BatchNorm1d(4)] if norm else [])
+    model = nn.Sequential(*layers, nn.Dropout(dropout), nn.Tanh(), nn.Linear(4, 1))
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.eval()  # running statistics (train mode is refused)
+    gen = torch.Generator().manual_seed(n)
+    x, y = torch.randn(n, 2, generator=gen), torch.randn(n, 1, generator=gen)
+    ds = _Pairs(x, y) if plain else torch.utils.data.TensorDataset(x, y)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=shuffle, drop_last=drop_last)
+    kw = dict(FIXED, num_chains=2, dtype=dtype)
+    with no_hang(SECONDS), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = llc.estimate_llc(model, (x, y), **kw)
+        torch.manual_seed(global_seed)
+        before, rng = model_snapshot(model), rng_state()
+        got = llc.estimate_llc(model, loader, **kw)
+        assert same_rng(rng, rng_state()) and _same_model(before, model_snapshot(model))
+    np.testing.assert_array_equal(got.llc_trace, ref.llc_trace)
+    assert got.config["n"] == n
+    assert got.config["dtype"] == str(dtype or torch.float32)
+    assert is_finite(got.mean)
