@@ -101,6 +101,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._cli import nonnegative_int, positive_int
+
     parser = argparse.ArgumentParser(
         prog="python -m llc", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -110,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument(
         "--noisy", action="store_true", help="also the noisy-label table at trained minima"
     )
-    v.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--n", type=positive_int, default=10_000, help="number of samples (default 10000)"
+    )
+    v.add_argument("--seed", type=nonnegative_int, default=0)
     v.add_argument(
         "--sampler", default="sgld", help="the kernel: sgld (default), rmsprop_sgld or sgnht"
     )

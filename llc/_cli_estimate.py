@@ -7,6 +7,8 @@ import importlib
 import pickle
 from pathlib import Path
 
+from ._cli import nonnegative_int, positive_int
+
 LOSSES = ("mse", "cross_entropy", "next_token", "behavioral")
 DATA_KEYS = (("x", "y"), ("inputs", "targets"))
 
@@ -31,13 +33,13 @@ def add_parser(sub) -> None:
         help="'package.module:function' returning a fresh model to load a state dict into",
     )
     p.add_argument("--loss", default="mse", choices=LOSSES, help="per-sample loss (default mse)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
-    p.add_argument("--num-chains", type=int, default=8, help="chains (default 8)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the chains (default 0)")
+    p.add_argument("--num-chains", type=positive_int, default=8, help="chains (default 8)")
     p.add_argument("--nbeta", type=float, help="inverse temperature × n (default n / log n)")
     p.add_argument("--localization", type=float, help="γ (default 0.3)")
-    p.add_argument("--max-draws", type=int, help="cap on draws per chain (cheaper runs)")
-    p.add_argument("--num-draws", type=int, help="fixed draws per chain (default: adapted)")
-    p.add_argument("--num-burnin", type=int, help="fixed warm-up steps (default: adapted)")
+    p.add_argument("--max-draws", type=positive_int, help="cap on draws per chain (cheaper runs)")
+    p.add_argument("--num-draws", type=positive_int, help="fixed draws per chain (default: adapted)")
+    p.add_argument("--num-burnin", type=positive_int, help="fixed warm-up steps (default: adapted)")
     p.add_argument("--sampler", default="sgld", help="sgld (default), rmsprop_sgld or sgnht")
     p.add_argument("--plot", default="llc_trace.png", help="trace figure (default llc_trace.png)")
     p.add_argument("--progress", action="store_true", help="show progress bars")

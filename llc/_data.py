@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from ._randomness import forked_global_rng
 from .language import next_token, token_targets
 
 __all__ = [
@@ -114,7 +115,7 @@ def _loader_batches(loader: DataLoader) -> list:
     """
     ds = loader.dataset
     if isinstance(ds, IterableDataset):
-        with torch.random.fork_rng(devices=[]):
+        with forked_global_rng():
             return list(loader)
     size = loader.batch_size or 1
     return [

@@ -2,7 +2,10 @@
 
 Chain parameters are stored as one tensor of shape ``(chain, D)``; :class:`FlatModel` splits a
 flat vector into views shaped like the model's parameters and calls the model through
-:func:`torch.func.functional_call`, so the user's module is never modified. A parameter may be
+:func:`torch.func.functional_call`. That call swaps tensors into the module's parameter tables
+for the duration of a forward pass, so it is made on a private view of the module tree
+(:func:`private_view`), never on the user's module: other threads, or an interrupt mid-pass,
+never see or leave sampled tensors inside it. A parameter may be
 sampled in part (a boolean mask over its entries): its other entries stay at w*.
 
 Inputs are a tensor, or a dict of tensors passed to the model as keyword arguments (Hugging
@@ -13,6 +16,8 @@ run their vmapped passes inside :class:`llc._attention.ChainBatchedAttention`.
 
 from __future__ import annotations
 
+import copy
+import types
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -25,7 +30,7 @@ from ._attention import ChainBatchedAttention
 from ._data import LossFn, narrow, num_samples
 from ._mlp import mlp_plan
 
-__all__ = ["FlatModel"]
+__all__ = ["FlatModel", "private_view"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ class FlatModel:
                 "params selects no parameter of the model (check params=); the model has "
                 f"{[n for n, _ in module.named_parameters()]}"
             )
-        return cls(module, tuple(names), tuple(shapes), torch.cat(flat), frozen, entries)
+        view = private_view(module)
+        return cls(view, tuple(names), tuple(shapes), torch.cat(flat), frozen, entries)
 
     def with_attention(self, attention: bool) -> FlatModel:
         return replace(self, attention=attention)
@@ -222,6 +228,32 @@ class FlatModel:
             return hv
 
         return hvp
+
+
+def private_view(module: nn.Module, memo: dict | None = None) -> nn.Module:
+    """A copy of the module tree that shares every tensor but owns its tables.
+
+    Each module is copied shallowly with its own ``_parameters``, ``_buffers`` and ``_modules``
+    dicts (no tensor is copied: the view costs no memory), and methods bound to the original
+    module (a patched ``forward``) are rebound to the copy. ``functional_call`` on the view
+    swaps entries of the view's tables only, so the user's module is never changed, even
+    transiently: several threads may sample one model at once. A module shared at two places
+    (tied submodules) is copied once.
+    """
+    memo = {} if memo is None else memo
+    if id(module) in memo:
+        return memo[id(module)]
+    view = copy.copy(module)
+    memo[id(module)] = view
+    view._parameters = dict(module._parameters)
+    view._buffers = dict(module._buffers)
+    view._modules = {
+        k: None if m is None else private_view(m, memo) for k, m in module._modules.items()
+    }
+    for key, value in vars(module).items():
+        if isinstance(value, types.MethodType) and value.__self__ is module:
+            setattr(view, key, types.MethodType(value.__func__, view))
+    return view
 
 
 def model_output(out) -> torch.Tensor:

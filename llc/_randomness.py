@@ -7,12 +7,28 @@ hands them the noise.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["ChainRandomness", "chain_seeds"]
+__all__ = ["ChainRandomness", "chain_seeds", "forked_global_rng"]
+
+# torch's global generators are process state: a fork saved by one thread and restored after
+# another thread's fork would leave that thread's seeded state behind, so forks take turns
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def forked_global_rng(devices: Sequence = ()) -> Iterator[None]:
+    """torch's global RNG (CPU and the CUDA ``devices``) forked and restored on exit, held by
+    one thread at a time: concurrent forks in several threads never mix their states."""
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=list(devices)):
+        yield
+
 
 PARALLEL_NOISE = 1 << 18  # normal draws per block above which chains draw in parallel
 

@@ -379,7 +379,7 @@ def calibrate(
     batch = batch_size or min(pot.n, DEFAULT_BATCH)
     grid = GridSampler(pot, kernel, chain_seeds(seed, num_chains), num_chains, batch,
                        num_burnin, num_draws)  # fmt: skip
-    with grid.chains(1) as probe, pot.isolated_rng(probe.randomness.aux.initial_seed()):
+    with grid.chains(1) as probe, pot.model_rng(probe.randomness.aux.initial_seed()):
         # (a model with dropout draws from the global RNG: forked, and seeded from `seed`)
         base = None if given else _base_step(probe, kernel, max(nbs), min(locs))
         steps = given or tuple(base * m for m in STEP_MULTIPLES)

@@ -163,7 +163,10 @@ def estimate_llc(
         per sequence, padding not counted (:mod:`llc.language`); a callable maps
         ``(outputs, targets)`` to per-sample losses of shape ``(batch,)``. ``"behavioral"`` is
         the divergence of the outputs from the reference network's outputs ``f_{w*}(x)``;
-        ``data`` may then be inputs alone.
+        ``data`` may then be inputs alone. ``"cross_entropy"`` takes logits ``(n, C)`` and
+        class indices ``(n,)`` in ``[0, C)`` of any integer dtype (or class probabilities
+        shaped like the logits). Torch's ignore index −100 is refused: every sample counts in n
+        (``nβ = n / log n``), so unlabelled samples must be left out of ``data`` instead.
     nbeta : float, optional
         Inverse temperature times n. Default ``n / log n`` (n the number of samples).
     step_size : float, optional
@@ -194,14 +197,19 @@ def estimate_llc(
     params : optional
         Weight-refined LLC: the parameters to sample (names, a predicate ``(name, p) -> bool``,
         modules or parameter tensors), or ``{name: boolean mask}`` over entries (one attention
-        head: :func:`llc.param_masks`); the rest stays frozen at w*.
+        head: :func:`llc.param_masks`); the rest stays frozen at w*. A name that matches no
+        parameter raises, listing the model's names and the closest one. Default: every
+        parameter, including those with ``requires_grad=False`` (a training flag, not part of
+        the model's function; a warning says so when only some are frozen). To sample the
+        trainable ones only, pass ``params=lambda name, p: p.requires_grad``.
     max_draws : int, optional
         Upper bound on the adaptive number of draws. Default: a fixed amount of work,
         ``8·10¹⁰ / (chains · batch · d)`` draws, clipped to [4000, 25000] (cheap models run
         longer). The same amount of work, clipped to [2000, 10000] steps, caps the warm-up.
     divergence : {"mse", "kl"}
         With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
-        ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))`` (classifiers).
+        ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))`` (classifiers: at least two outputs; checked
+        whatever the loss).
     precondition : bool
         With ``sampler="sgld"``, learn a fixed diagonal metric ``G_i ∝ 1/E[(∂_i U)²]`` during
         warm-up (frozen for the draws, so the target is unchanged); False samples with ``G = 1``.
@@ -221,8 +229,22 @@ def estimate_llc(
     -------
     LLCResult
 
+    Raises
+    ------
+    ValueError, TypeError
+        For an argument out of range or of the wrong type, naming it: data the model cannot be
+        called on, targets that do not fit the loss, a device that is not available here,
+        BatchNorm in train mode (call ``model.eval()``).
+    RuntimeError
+        If every chain diverges.
+
     Notes
     -----
+    The model is never changed, even while a call runs: it is evaluated through a private view
+    of its module tree (sharing its tensors), so calls from several threads on one model give
+    the results of the same calls made one after another. A model that draws from torch's
+    global RNG (dropout in train mode) is sampled by one thread at a time.
+
     The estimator [1]_ is ``λ̂ = nβ (E_w[L_n(w)] − L_n(w*))`` under the localized tempered
     posterior ``p(w) ∝ exp(−nβ L_n(w) − (γ/2)‖w − w*‖²)``. Each draw uses the control variate
     ``nβ (L_B(w) − L_B(w*))`` on the chain's own minibatch B, an unbiased estimate of
@@ -243,7 +265,8 @@ def estimate_llc(
     diverges in the draws with an adapted step has met a region stiffer than warm-up saw: the
     draws stop, warm-up is repeated with the step at most half as large and the draws start
     afresh (at most 3 times, counted in ``config["draw_restarts"]``). A chain that still diverges
-    is reported with a warning and left out; if every chain diverges, the call raises.
+    is reported with a warning and left out; if every chain diverges, the call raises. Every
+    step's loss is checked: no chain with a non-finite draw enters the statistics.
 
     References
     ----------
@@ -268,7 +291,23 @@ def estimate_llc(
     pot = Potential(
         model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype
     )
+    if params is None:
+        _warn_frozen(model)
     return _estimate(pot, s, tuple(observables))[0]
+
+
+def _warn_frozen(model: nn.Module) -> None:
+    """Some but not all parameters frozen: say that they are sampled all the same."""
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen and len(frozen) < len(list(model.parameters())):
+        shown = ", ".join(frozen[:3]) + (", …" if len(frozen) > 3 else "")
+        warnings.warn(
+            f"{len(frozen)} parameters have requires_grad=False ({shown}) and are sampled like "
+            "the others (params=None samples every parameter); to sample the trainable ones "
+            "only, pass params=lambda name, p: p.requires_grad",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stacklevel: int = 4):
@@ -280,7 +319,7 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stackl
         pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch
     )
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
-    with pot.isolated_rng(chains.randomness.aux.initial_seed()), chains:
+    with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
         warm, drawn, restarts = _sample(chains, kernel, s, nb, observables, start)
     result = _result(chains, kernel, s, nb, warm, drawn, restarts)
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
@@ -304,14 +343,24 @@ def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:
         )
 
 
+def _flag_nonfinite(chains: Chains, llc_trace: np.ndarray) -> None:
+    """Flag any chain not yet flagged whose draws are not all finite (the loop checks every
+    step's loss; this keeps a NaN from reaching the statistics by any other path)."""
+    for c in np.flatnonzero(~np.isfinite(llc_trace).all(axis=1)):
+        if chains.diverged_at[c] is None:
+            chains.diverged_at[c] = chains.steps_done
+            chains.diverged_why[c] = "non-finite draw"
+
+
 def _result(chains, kernel, s, nbeta, warm, drawn, restarts) -> LLCResult:
     pot, params = chains.potential, warm.params
     llc_trace, acc = drawn["llc"], drawn["mala_acceptance"]
+    _flag_nonfinite(chains, llc_trace)
     diverged = np.array([d is not None for d in chains.diverged_at])
     _warn_diverged(chains, diverged, params.step_size)
     ok = ~diverged
     masked = np.where(diverged[:, None], 0.0, llc_trace)
-    per_chain = np.where(diverged, np.nan, np.nanmean(masked, axis=1))
+    per_chain = np.where(diverged, np.nan, masked.mean(axis=1))
     good = llc_trace[ok]
     mala = np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan for a in acc])
     extra = {k: v for k, v in drawn.items() if k not in ("llc", "loss", "mala_acceptance")}

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
 from torch import nn
 
 from ._attention import calls_attention
+from ._checks import (
+    check_class_targets,
+    check_finite_parameters,
+    check_kl_outputs,
+    check_norm_modes,
+    probe_forward,
+    resolve_device,
+)
 from ._data import (
     DIVERGENCES,
     LossFn,
@@ -34,6 +42,7 @@ from ._data import (
     take,
 )
 from ._functional import FlatModel, chunked
+from ._randomness import forked_global_rng
 from .language import next_token
 
 __all__ = ["ExcessLoss", "Potential", "selected_parameters"]
@@ -163,6 +172,15 @@ def _check_token_range(model: nn.Module, inputs) -> None:
         )
 
 
+def _global_rng_state(device: torch.device) -> list[torch.Tensor]:
+    cuda = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
+    return [torch.get_rng_state(), *cuda]
+
+
+def _same_state(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
 class Potential:
     """``L_B(w)`` and its derivatives for stacked chains, built once from model, data and loss.
 
@@ -245,7 +263,9 @@ class Potential:
         first = next(iter(model.parameters()), None)
         if first is None:
             raise ValueError("model has no parameters")
-        self.device = torch.device(device) if device is not None else first.device
+        self.device = resolve_device(device, first.device)
+        check_norm_modes(model)
+        check_finite_parameters(model)
         dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
@@ -272,18 +292,29 @@ class Potential:
             model, select=_selector(params, model), device=self.device, dtype=dtype
         )
         self.inputs = x
+        self.stochastic = True  # until the first passes show the model leaves the RNG alone
         with torch.no_grad(), self.isolated_rng(0):  # seeded: dropout must not read global state
+            before = _global_rng_state(self.device)
+            head = narrow(x, 0, 8)
+            per_sample = isinstance(loss, str)  # the named losses take outputs (n, ...)
+            out = probe_forward(
+                self.forward, self.center, head, model, num_samples(head), per_sample
+            )
             if self.behavioral:  # the reference outputs f_{w*}(x)
+                if divergence == "kl":
+                    check_kl_outputs(out)
                 step = REFERENCE_CHUNK
                 y = torch.cat(
                     [self.forward(self.center, narrow(x, i, step)) for i in range(0, self.n, step)]
                 )
+            if isinstance(loss, str) and loss == "cross_entropy":
+                y = check_class_targets(out, y)
             self.targets = y
-            head = narrow(x, 0, 8)
             check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
             if calls_attention(self.forward, self.center, head):
                 self._flat = self._flat.with_attention(True)
             self.center_losses = self.losses(self.center)
+            self.stochastic = not _same_state(before, _global_rng_state(self.device))
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")
         self._value_and_grad = self._flat.batched_value_and_grad(self.loss_fn)
@@ -316,15 +347,21 @@ class Potential:
     def isolated_rng(self, seed: int | None = None):
         """A context in which the model's own random draws (dropout in train mode) leave
         torch's global RNG untouched; with ``seed`` they are seeded from it inside, so that they
-        depend on ``seed`` and not on the global state."""
+        depend on ``seed`` and not on the global state. One thread at a time holds it."""
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with forked_global_rng(devices):
             if seed is not None:
                 torch.random.default_generator.manual_seed(seed)
                 if self.device.type == "cuda":
                     with torch.cuda.device(self.device):
                         torch.cuda.manual_seed(seed)
             yield
+
+    def model_rng(self, seed: int):
+        """:meth:`isolated_rng` for a model that draws from torch's global RNG (dropout in train
+        mode, seen in the constructor's passes); nothing for one that does not, so that
+        estimates on deterministic models in several threads run side by side."""
+        return self.isolated_rng(seed) if self.stochastic else nullcontext()
 
     # -- evaluations --------------------------------------------------------------------------
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

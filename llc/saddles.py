@@ -19,6 +19,7 @@ from theory.exact import deep_linear_network
 from theory.gibbs import dln_gibbs_llc
 from theory.models import DeepLinearNetwork
 
+from ._cli import nonnegative_int, positive_int
 from .estimator import estimate_llc
 from .tracking import LLCTracker, LogSchedule
 from .trajectory import LLCTrajectory
@@ -213,9 +214,9 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")
     parser = argparse.ArgumentParser(prog="python -m llc demo-training", description=__doc__)
-    parser.add_argument("--steps", type=int, default=2500)
-    parser.add_argument("--estimates", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=2500)
+    parser.add_argument("--estimates", type=positive_int, default=30)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", default="validate_out")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
