@@ -63,18 +63,29 @@ def model_snapshot(model: torch.nn.Module):
     return state, flags, modes, grads
 
 
+def _identical(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Equal values with NaN equal to NaN (``torch.equal`` treats NaN as unequal)."""
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    if x.is_floating_point() or x.is_complex():
+        return bool((torch.isnan(x) == torch.isnan(y)).all()) and torch.equal(
+            torch.nan_to_num(x), torch.nan_to_num(y)
+        )
+    return torch.equal(x, y)
+
+
 def same_model(a, b) -> bool:
     sa, fa, ma, ga = a
     sb, fb, mb, gb = b
     if sa.keys() != sb.keys() or fa != fb or ma != mb or ga.keys() != gb.keys():
         return False
     for k in sa:
-        if sa[k].dtype != sb[k].dtype or not torch.equal(sa[k], sb[k]):
+        if not _identical(sa[k], sb[k]):
             return False
     for k in ga:
         if (ga[k] is None) != (gb[k] is None):
             return False
-        if ga[k] is not None and not torch.equal(ga[k], gb[k]):
+        if ga[k] is not None and not _identical(ga[k], gb[k]):
             return False
     return True
 
