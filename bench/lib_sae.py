@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from priors.sae import train_sae  # noqa: E402
 from theory.interaction_sae import compare_sae_bases  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     res = compare_sae_bases(
-        seeds=tuple(range(args.seeds)), sae_steps=args.steps, l1=args.l1, m=args.m
+        train_sae, seeds=tuple(range(args.seeds)), sae_steps=args.steps, l1=args.l1, m=args.m
     )
     print(
         f"SAEs on hidden layer 1 of a trained sparse-feature toy model (16 features, width 32),"

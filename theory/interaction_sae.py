@@ -3,8 +3,9 @@
 A toy network with known structure: ``n_feat`` sparse non-negative input features (each active
 with probability ``p``, value U(0, 1)) pass through ``Linear-ReLU-Linear-ReLU-Linear`` trained
 to output them again (:func:`train_toy_autoencoder`). :func:`compare_sae_bases` trains SAEs
-(:func:`priors.sae.train_sae` with an L1 penalty) with the same budget on its first hidden
-layer's activations ``h`` in several coordinate systems:
+with an L1 penalty and the same budget on its first hidden layer's activations ``h`` in several
+coordinate systems (the SAE trainer is passed in, normally :func:`priors.sae.train_sae`:
+``theory`` does not import ``priors``):
 
 * ``raw``: ``h`` itself;
 * ``pca``: centered PCA coordinates ``(h − μ) U`` (all non-zero-variance directions);
@@ -182,6 +183,7 @@ class SAEBasisComparison:
 
 
 def compare_sae_bases(
+    train_sae: Callable,
     seeds: Sequence[int] = (0, 1, 2),
     n_feat: int = 16,
     hidden: int = 32,
@@ -198,6 +200,11 @@ def compare_sae_bases(
 
     Parameters
     ----------
+    train_sae : callable
+        The SAE trainer, :func:`priors.sae.train_sae` or one with its signature: called as
+        ``train_sae(v, torch.abs, n_latents=m, coefficient=l1, steps=sae_steps,
+        batch_size=256, lr=1e-3, seed=seed)``, it returns a module whose call gives
+        ``(latents, reconstruction)`` and whose ``W_dec`` holds the decoder rows.
     seeds : sequence of int
     n_feat, hidden, p, toy_steps
         The toy network (:func:`train_toy_autoencoder`).
@@ -216,8 +223,8 @@ def compare_sae_bases(
     -------
     SAEBasisComparison
     """
-    from priors.sae import train_sae
-
+    if not callable(train_sae):
+        raise TypeError(f"train_sae must be callable, got {type(train_sae).__name__}")
     seeds = tuple(seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed")

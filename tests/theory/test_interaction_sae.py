@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from priors.sae import train_sae
 from theory.interaction import interaction_basis
 from theory.interaction_sae import (
     SAEBasisComparison,
@@ -48,7 +49,7 @@ def test_toy_learns_its_task_and_inputs_are_sparse(toy):
 
 
 def test_comparison_runs_and_one_seed_table_has_no_nan(toy):
-    res = compare_sae_bases(seeds=(0,), n_feat=6, hidden=12, toy_steps=200, n_train=1000,
+    res = compare_sae_bases(train_sae, seeds=(0,), n_feat=6, hidden=12, toy_steps=200, n_train=1000,
                             n_test=500, m=16, sae_steps=100)  # fmt: skip
     text = res.table()
     assert "nan" not in text and "no standard error" in text
@@ -57,6 +58,11 @@ def test_comparison_runs_and_one_seed_table_has_no_nan(toy):
         assert all(len(v) == 1 and np.isfinite(v[0]) for v in r.values()), basis
         assert 0 <= r["true"][0] <= 1 and r["l0"][0] <= 16
     assert res.kept["lib τ=1e-4"][0] <= res.kept["lib"][0] <= 13
+
+
+def test_trainer_must_be_callable():
+    with pytest.raises(TypeError, match="train_sae"):
+        compare_sae_bases(None)
 
 
 def test_standard_error_over_seeds():
