@@ -1,6 +1,7 @@
 """Sparse autoencoders trained with L1 vs. penalties derived from the activation prior.
 
-Toy model of superposition: ``m`` ground-truth features (random unit directions in ``d < m``
+Toy model of superposition (:mod:`priors.superposition`; SAEs from :mod:`priors.sae`):
+``m`` ground-truth features (random unit directions in ``d < m``
 dimensions) whose activations are drawn from a sparse prior, spike-and-slab
 ``(1 − π) δ₀ + π g`` with a heavy-tailed slab g (Lomax by default), observed as
 ``x = a W + σ ε``. Sparse autoencoders (ReLU encoder, unit-norm decoder rows, as many latents
@@ -33,100 +34,18 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import priors  # noqa: E402
 from priors.fit import fit as fit_prior  # noqa: E402
 from priors.prior import Prior  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Ground truth: feature directions ``w`` (m, d), activation prior, noise σ."""
-
-    w: torch.Tensor
-    pi: float
-    slab: str
-    slab_params: dict
-    sigma: float
-
-    def sample(self, n: int, gen: torch.Generator):
-        """Activations a (n, m) and observations x (n, d); slab by inverse CDF in torch."""
-        m = self.w.shape[0]
-        active = torch.rand(n, m, generator=gen) < self.pi
-        u = torch.rand(n, m, generator=gen, dtype=torch.float64)
-        dist = getattr(stats, self.slab)(**self.slab_params)
-        mags = torch.as_tensor(dist.ppf(u.numpy()), dtype=torch.float32)
-        a = torch.where(active, mags, 0.0)
-        x = a @ self.w + self.sigma * torch.randn(n, self.w.shape[1], generator=gen)
-        return a, x
-
-
-def make_problem(seed: int, m: int, d: int, pi: float, slab: str, slab_params: dict,
-                 sigma: float) -> Problem:
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    w = torch.randn(m, d, generator=gen)
-    return Problem(w / w.norm(dim=1, keepdim=True), pi, slab, slab_params, sigma)
-
-
-class SAE(torch.nn.Module):
-    def __init__(self, d: int, n_latents: int, gen: torch.Generator):
-        super().__init__()
-        w = torch.randn(n_latents, d, generator=gen)
-        w = w / w.norm(dim=1, keepdim=True)
-        self.w_dec = torch.nn.Parameter(w.clone())
-        self.w_enc = torch.nn.Parameter(w.T.clone())
-        self.b_enc = torch.nn.Parameter(torch.zeros(n_latents))
-        self.b_dec = torch.nn.Parameter(torch.zeros(d))
-
-    def encode(self, x):
-        return torch.relu((x - self.b_dec) @ self.w_enc + self.b_enc)
-
-    def forward(self, x):
-        f = self.encode(x)
-        return f, f @ self.w_dec + self.b_dec
-
-    @torch.no_grad()
-    def normalize(self):
-        self.w_dec /= self.w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
-
-
-def train(problem: Problem, x_train: torch.Tensor, pen, lam: float, seed: int, steps: int,
-          batch: int, lr: float):
-    gen = torch.Generator().manual_seed(seed)
-    sae = SAE(problem.w.shape[1], problem.w.shape[0], gen)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    scale = 1.0 / (2 * problem.sigma**2)
-    for _ in range(steps):
-        x = x_train[torch.randint(len(x_train), (batch,), generator=gen)]
-        f, xh = sae(x)
-        loss = scale * ((x - xh) ** 2).sum(1).mean() + lam * pen(f).sum(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sae.normalize()
-    return sae
-
-
-@torch.no_grad()
-def evaluate(sae: SAE, problem: Problem, x: torch.Tensor) -> dict:
-    f, xh = sae(x)
-    cos = torch.nn.functional.normalize(problem.w, dim=1) @ torch.nn.functional.normalize(
-        sae.w_dec, dim=1).T
-    best = cos.max(dim=1).values
-    return {
-        "mmcs": best.mean().item(),
-        "rec>0.9": (best > 0.9).float().mean().item(),
-        "nmse": (((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()).item(),
-        "l0": (f > 0).float().sum(1).mean().item(),
-    }
+from priors.sae import sae_metrics, train_sae  # noqa: E402
+from priors.superposition import superposition_toy  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -139,39 +58,51 @@ def main(argv=None) -> None:
     p.add_argument("--pi", type=float, default=0.05, help="P(feature active)")
     p.add_argument("--slab", default="lomax", choices=["lomax", "expon"])
     p.add_argument("--sigma", type=float, default=0.05, help="observation noise sd")
-    p.add_argument("--lams", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0],
-                   help="penalty multipliers; the fitted prior fits the L1 SAE at the first")
+    p.add_argument(
+        "--lams",
+        type=float,
+        nargs="+",
+        default=[10.0, 30.0, 100.0, 300.0],
+        help="penalty multipliers; the fitted prior fits the L1 SAE at the first",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.lams = 2, 1000, [10.0, 100.0]
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and shares the machine
     slab_params = {"lomax": {"c": 3.0, "scale": 2.0}, "expon": {"scale": 1.0}}[args.slab]
-    true_prior = priors.spike_and_slab(slab=Prior.from_scipy(args.slab, **slab_params),
-                                       pi=args.pi)
+    true_prior = priors.spike_and_slab(slab=Prior.from_scipy(args.slab, **slab_params), pi=args.pi)
     true_pen = priors.penalty(true_prior)
-    print(f"truth: m = {args.m} features in d = {args.d}, spike-and-slab pi = {args.pi}, "
-          f"slab {args.slab}{slab_params}, sigma = {args.sigma}")
+    print(
+        f"truth: m = {args.m} features in d = {args.d}, spike-and-slab pi = {args.pi}, "
+        f"slab {args.slab}{slab_params}, sigma = {args.sigma}"
+    )
     print(f"SAE: {args.m} latents, {args.steps} Adam steps x batch 512, lr 3e-3, same for all")
-    print(f"true-prior penalty on a != 0: {true_pen.meta['slab_penalty']} + "
-          f"{float(true_pen.meta['l0_weight']):.3f} (the L0 part has zero gradient)")
+    print(
+        f"true-prior penalty on a != 0: {true_pen.meta['slab_penalty']} + "
+        f"{float(true_pen.meta['l0_weight']):.3f} (the L0 part has zero gradient)"
+    )
     rows: dict[tuple[str, float], list[dict]] = {}
     fitted_desc = []
     t0 = time.time()
     steps, lr, batch = args.steps, 3e-3, 512
 
     def run(name, pen, lam, prob, x_train, x_test, seed):
-        sae = train(prob, x_train, pen, lam, seed, steps, batch, lr)
-        rows.setdefault((name, lam), []).append(evaluate(sae, prob, x_test))
+        sae = train_sae(x_train, pen, n_latents=args.m, coefficient=lam, steps=steps,
+                        batch_size=batch, lr=lr, reconstruction_scale=1 / (2 * args.sigma**2),
+                        seed=seed)  # fmt: skip
+        rows.setdefault((name, lam), []).append(sae_metrics(sae, x_test, prob.w))
         return sae
 
     for seed in range(args.seeds):
-        prob = make_problem(seed, args.m, args.d, args.pi, args.slab, slab_params, args.sigma)
+        prob = superposition_toy(args.m, args.d, args.pi, args.slab, slab_params, args.sigma, seed)
         gen = torch.Generator().manual_seed(99_000 + seed)
         a_train, x_train = prob.sample(50_000, gen)
         _, x_test = prob.sample(4096, gen)
         rate = 1.0 / float(a_train.mean())  # exponential prior fitted to all activations
-        l1_saes = [run("L1", lambda f, r=rate: r * f, lam, prob, x_train, x_test, seed)
-                   for lam in args.lams]
+        l1_saes = [
+            run("L1", lambda f, r=rate: r * f, lam, prob, x_train, x_test, seed)
+            for lam in args.lams
+        ]
         true_torch = true_pen.to_torch()  # 0 at f = 0 (the spike), finite gradient
         for lam in args.lams:
             run("true prior", true_torch, lam, prob, x_train, x_test, seed)
@@ -179,9 +110,11 @@ def main(argv=None) -> None:
         with torch.no_grad():
             latents = l1_saes[0].encode(x_train[:4096])
         rep = fit_prior(latents, gof_top=0, seed=seed)
-        fitted_desc.append(f"seed {seed}: {rep.best_fit.family} "
-                           f"{ {k: round(v, 3) for k, v in rep.best_fit.params.items()} }, "
-                           f"P(a != 0) = {rep.pi:.3f}")
+        fitted_desc.append(
+            f"seed {seed}: {rep.best_fit.family} "
+            f"{ {k: round(v, 3) for k, v in rep.best_fit.params.items()} }, "
+            f"P(a != 0) = {rep.pi:.3f}"
+        )
         fit_torch = priors.penalty(rep.best).to_torch()
         for lam in args.lams:
             run("fitted prior", fit_torch, lam, prob, x_train, x_test, seed)
@@ -199,8 +132,10 @@ def main(argv=None) -> None:
         print(f"{name:<14}{lam:>7g}" + "".join(_cell(res, k) for k in keys))
     print("\nbest lambda of each penalty by mean MMCS (same grid, same steps):")
     for name in order:
-        lam, res = max(((lam, r) for (n, lam), r in rows.items() if n == name),
-                       key=lambda t: np.mean([r["mmcs"] for r in t[1]]))
+        lam, res = max(
+            ((lam, r) for (n, lam), r in rows.items() if n == name),
+            key=lambda t: np.mean([r["mmcs"] for r in t[1]]),
+        )
         print(f"{name:<14}{lam:>7g}" + "".join(_cell(res, k) for k in keys))
     print(f"\n{args.seeds} seeds, mean ± sd; total {time.time() - t0:.0f} s")
 

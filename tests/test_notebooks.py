@@ -15,6 +15,18 @@ def test_notebooks_exist():
     assert len(NOTEBOOKS) >= 1
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_outputs_are_stored_and_small(path):
+    """A reader on the repository page sees the results: every code cell was run and kept its
+    output, there are no errors, and the file stays under 1 MB."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), "a code cell was not executed"
+    assert any(c.get("outputs") for c in code)
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    assert path.stat().st_size < 1_000_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch, tmp_path):
@@ -29,7 +41,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
-    # run from notebooks/, as a reader would (some notebooks import helpers from bench/)
+    # run from notebooks/, as a reader would
     client = NotebookClient(
         nb,
         timeout=600,
