@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -161,7 +162,8 @@ class FlatModel:
         def mean_loss(flat, x, y):
             return self.per_sample_loss(flat, x, y, loss).mean()
 
-        return self._in_context(vmap(mean_loss, in_dims=(0, 0, 0), randomness="different"))
+        batched = vmap(mean_loss, in_dims=(0, 0, 0), randomness="different")
+        return self._in_context(_loop_when_unbatchable(batched, mean_loss))
 
     def _in_context(self, fn: Callable) -> Callable:
         if not self.attention:
@@ -254,6 +256,45 @@ def private_view(module: nn.Module, memo: dict | None = None) -> nn.Module:
         if isinstance(value, types.MethodType) and value.__self__ is module:
             setattr(view, key, types.MethodType(value.__func__, view))
     return view
+
+
+# vmap's messages for Python control flow on a batched tensor's values
+_UNBATCHABLE = ("data-dependent control flow", ".item() on a Tensor")
+
+
+def _loop_when_unbatchable(batched: Callable, one: Callable) -> Callable:
+    """``batched`` (vmapped over chains), or a loop of ``one`` over chains from the first call
+    on which vmap refuses the model's data-dependent control flow.
+
+    Per-chain minibatches make a model's input-dependent Python branches batched: Hugging Face's
+    check whether a padding mask is all ones (``masking_utils``) is one. Such a model is still
+    sampled, chain after chain, at the cost of a sequential loop.
+    """
+    looping = False
+
+    def call(w, x, y):
+        nonlocal looping
+        if not looping:
+            try:
+                return batched(w, x, y)
+            except RuntimeError as e:
+                if not any(m in str(e) for m in _UNBATCHABLE):
+                    raise
+                looping = True
+                warnings.warn(
+                    "the model's forward branches on its inputs' values, which vmap cannot "
+                    "batch over chains (e.g. a Hugging Face padding-mask check); its chains run "
+                    "one after another",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return torch.stack([one(w[c], _chain(x, c), y[c]) for c in range(w.shape[0])])
+
+    return call
+
+
+def _chain(x, c: int):
+    return {k: v[c] for k, v in x.items()} if isinstance(x, dict) else x[c]
 
 
 def model_output(out) -> torch.Tensor:

@@ -43,19 +43,11 @@ def test_readme_has_python_blocks():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("line, source", BLOCKS, ids=[f"line{line}" for line, _ in BLOCKS])
-def test_readme_block_runs(line, source, namespace, request):
+def test_readme_block_runs(line, source, namespace):
     import matplotlib.pyplot as plt
 
     if "devinterp" in source and importlib.util.find_spec("devinterp") is None:
         pytest.skip("needs the devinterp extra")
-    if '"attention_mask": mask' in source:
-        # transformers 5's GPT-2 mask code branches on the mask's values, which vmap refuses
-        # when every chain draws its own minibatch (reported to the coordinator, llc issue)
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, raises=RuntimeError, reason="attention_mask under vmap, transformers 5"
-            )
-        )
     try:
         exec(compile(source, f"README.md:{line}", "exec"), namespace)
     finally:
