@@ -41,12 +41,12 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
-    # run from notebooks/, as a reader would
+    # run from an empty folder, outside the checkout, as after a plain pip install: a notebook
+    # must not need bench/ or files beside it
+    work = tmp_path / "run"
+    work.mkdir()
     client = NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="slt-interp-tests",
-        resources={"metadata": {"path": str(path.parent)}},
+        nb, timeout=600, kernel_name="slt-interp-tests", resources={"metadata": {"path": str(work)}}
     )
     client.execute()
     errors = [
