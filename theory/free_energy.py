@@ -78,24 +78,39 @@ def _setup(potential, center, box, localization, order):
     else:
         if box is None:
             box = [(c - 1.0, c + 1.0) for c in center]
-        log_vol = float(sum(math.log(hi - lo) for lo, hi in np.asarray(box, dtype=np.float64)))
+    box_a = _check_box(box, center)
+    if localization is None:
+        log_vol = float(np.log(box_a[:, 1] - box_a[:, 0]).sum())
 
         def log_prior(w: np.ndarray) -> np.ndarray:
             return np.full(w.shape[0], -log_vol)
 
-    box_a = np.asarray(box, dtype=np.float64)
-    if (
-        box_a.shape != (d, 2)
-        or not (box_a[:, 0] <= center).all()
-        or not (center <= box_a[:, 1]).all()
-        or not (box_a[:, 0] < box_a[:, 1]).all()
-    ):
-        raise ValueError(f"box must be {d} intervals (lo, hi) with lo <= center <= hi, got {box!r}")
     if order is None:
         order = _ORDER[d]
     if isinstance(order, bool) or not isinstance(order, int) or order < 3:
         raise ValueError(f"order must be an integer >= 3, got {order!r}")
     return center, [tuple(b) for b in box_a], log_prior, order, _RATIO[d]
+
+
+def _check_box(box, center: np.ndarray) -> np.ndarray:
+    """(d, 2) finite intervals lo < hi containing the centre (checked before any log volume)."""
+    d = center.size
+    try:
+        box_a = np.asarray(box, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"box must be {d} intervals (lo, hi) of numbers, got {box!r}") from err
+    if (
+        box_a.shape != (d, 2)
+        or not np.isfinite(box_a).all()
+        or not (box_a[:, 0] <= center).all()
+        or not (center <= box_a[:, 1]).all()
+        or not (box_a[:, 0] < box_a[:, 1]).all()
+    ):
+        raise ValueError(
+            f"box must be {d} finite intervals (lo, hi) with lo < hi and lo <= center <= hi, "
+            f"got {box!r}"
+        )
+    return box_a
 
 
 def _check_positive_array(name: str, value) -> np.ndarray:
