@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["check_dtype", "check_finite_model", "check_seed"]
+__all__ = ["check_dtype", "check_finite_model", "check_seed", "model_applies"]
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -44,3 +46,17 @@ def check_finite_model(model: nn.Module) -> None:
                 f"model {kind} '{name}' is not finite (contains NaN or inf); the bounds "
                 "need finite weights at w*"
             )
+
+
+@contextlib.contextmanager
+def model_applies():
+    """Shape and type mismatches between model, inputs and targets become a ValueError on data."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        raise ValueError(
+            "data: the model cannot be applied to the inputs, or the loss to its outputs and "
+            f"the targets ({err})"
+        ) from err

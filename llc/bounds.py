@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._bounds_checks import check_dtype, check_finite_model, check_seed
+from ._bounds_checks import check_dtype, check_finite_model, check_seed, model_applies
 from ._data import prepare_data
 from ._hessian import Curvature, default_rtol, lanczos_spectrum, non_finite_message
 from .potential import Potential, selected_parameters
@@ -244,7 +244,8 @@ def hessian_bounds(
         raise ValueError(f"max_dense must be a positive integer, got {max_dense!r}")
     dtype, seed = check_dtype(dtype), check_seed(seed)
     check_finite_model(model)
-    pot = Potential(model, data, loss=loss, params=params, divergence=divergence, dtype=dtype)
+    with model_applies():
+        pot = Potential(model, data, loss=loss, params=params, divergence=divergence, dtype=dtype)
     flat = pot.flat_model
     n, d = pot.n, pot.dim
     rtol = default_rtol(n, dtype, d) if rtol is None else float(rtol)
@@ -354,7 +355,8 @@ def symmetry_bound(model: nn.Sequential, data) -> Bounds:
     dead: dict[int, torch.Tensor] = {}
     h = x
     for m in model:
-        h = m(h)
+        with model_applies():
+            h = m(h)
         if isinstance(m, nn.Linear) and any(m is lin for lin, _ in hidden):
             pre = h.reshape(-1, m.out_features)
             dead[id(m)] = pre.max(0).values < 0
