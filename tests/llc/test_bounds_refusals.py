@@ -102,3 +102,11 @@ def test_numpy_integer_seed_accepted(one_thread):
     a = hessian_bounds(net, data, seed=np.int64(3), max_dense=5)
     b = hessian_bounds(net, data, seed=3, max_dense=5)
     assert a.rank == b.rank
+
+
+def test_wrong_input_width_names_data(one_thread):
+    """Found by the fuzz suite: a RuntimeError from the model's matmul before."""
+    net, (x, y) = _mlp()
+    for call in (lambda: bounds(net, (x[:, :2], y)), lambda: symmetry_bound(net, x[:, :2])):
+        with pytest.raises(ValueError, match="data: the model cannot be applied to the inputs"):
+            call()
