@@ -124,6 +124,7 @@ def reduced_rank_regression(M: int, H: int, N: int, rank: int) -> LearningCoeffi
     elif ``M+H < N+r``: ``λ = (HM − Hr + Nr)/2``; elif ``N+H < M+r``: ``λ = (HN − Hr + Mr)/2``;
     else ``λ = MN/2``; m = 1 outside the odd case.
     """
+    M, H, N = (_check_int(name, v, 1) for name, v in (("M", M), ("H", H), ("N", N)))
     (M, H, N), r = _check_widths_rank([M, H, N], rank)
     if N + r <= M + H and M + r <= N + H and H + r <= M + N:
         lam = Fraction(2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2, 8)

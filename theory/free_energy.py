@@ -147,7 +147,8 @@ def free_energy(
     localization : float, optional
         γ: the prior is the normalised Gaussian ``N(w0, I/γ)``. Default: uniform on ``box``.
     order : int, optional
-        Gauss–Legendre nodes per panel (default 12, 6, 5 for d = 1, 2, 3).
+        Gauss–Legendre nodes per panel (default 12, 6, 5 for d = 1, 2, 3). A rule of more than
+        2·10⁸ points in all (large order, d = 3 with very large n) is refused with a ValueError.
     return_error : bool
         Also return an error estimate, ``|F(order) − F(order − 1)|``.
 

@@ -140,3 +140,23 @@ def test_enumerate_regions_estimate_counts_only_cutting_units():
         model[0].bias.fill_(1e6)  # every unit active on the box: one region
     enum = enumerate_regions(model, -np.ones(100), np.ones(100), progress=False)
     assert len(enum) == 1 and not enum.truncated
+
+
+@pytest.mark.parametrize(
+    "args,name", [((0, 2, 2, 0), "M"), ((2, True, 2, 0), "H"), ((2, 2, -1, 0), "N")]
+)
+def test_reduced_rank_regression_names_its_arguments(args, name):
+    """Found by the fuzz suite: the error named widths[0], an argument it does not have."""
+    from theory.exact import reduced_rank_regression
+
+    with pytest.raises((TypeError, ValueError), match=rf"^{name} must be"):
+        reduced_rank_regression(*args)
+
+
+@pytest.mark.parametrize("d,order,n", [(2, 10**6, 20.0), (3, None, 1e300)])
+def test_free_energy_refuses_a_rule_too_large_to_evaluate(d, order, n):
+    """Found by the fuzz suite: order=10**6 in 2-D ran for hours (10^14 points)."""
+    t0 = time.perf_counter()
+    with no_hang(10), pytest.raises(ValueError, match="lower order or the largest n"):
+        free_energy(lambda w: (w**2).sum(1), [10.0, n], center=[0.0] * d, order=order)
+    assert time.perf_counter() - t0 < 5
