@@ -82,6 +82,9 @@ def normal_crossing(k: Sequence[int], h: Sequence[int] | None = None) -> Learnin
     ``λ = min_{i: k_i > 0} (h_i + 1) / (2 k_i)``; the multiplicity is the number of indices that
     attain the minimum [3]_.
     """
+    for name, v in (("k", k), ("h", h)):
+        if (v is not None or name == "k") and (isinstance(v, str) or not isinstance(v, Sequence)):
+            raise TypeError(f"{name} must be a sequence of integers, got {v!r}")
     k = [_check_int(f"k[{i}]", ki, 0) for i, ki in enumerate(k)]
     if not k or max(k) == 0:
         raise ValueError("k must contain at least one positive exponent")

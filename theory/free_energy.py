@@ -52,7 +52,10 @@ def _setup(potential, center, box, localization, order):
             raise ValueError(
                 "center is required when potential has no `center` attribute (it sets d)"
             )
-    center = np.atleast_1d(np.asarray(center, dtype=np.float64))
+    try:
+        center = np.atleast_1d(np.asarray(center, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"center must be a finite vector of length d, got {center!r}") from err
     if center.ndim != 1 or not np.isfinite(center).all():
         raise ValueError(f"center must be a finite vector of length d, got {center!r}")
     d = center.size
@@ -114,7 +117,10 @@ def _check_box(box, center: np.ndarray) -> np.ndarray:
 
 
 def _check_positive_array(name: str, value) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be positive finite numbers, got {value!r}") from err
     if arr.ndim != 1 or arr.size == 0 or not (np.isfinite(arr) & (arr > 0)).all():
         raise ValueError(f"{name} must be positive finite numbers, got {value!r}")
     return arr
@@ -148,7 +154,7 @@ def free_energy(
         γ: the prior is the normalised Gaussian ``N(w0, I/γ)``. Default: uniform on ``box``.
     order : int, optional
         Gauss–Legendre nodes per panel (default 12, 6, 5 for d = 1, 2, 3). A rule of more than
-        2·10⁸ points in all (large order, d = 3 with very large n) is refused with a ValueError.
+        5·10⁷ points in all (large order, d = 3 with very large n) is refused with a ValueError.
     return_error : bool
         Also return an error estimate, ``|F(order) − F(order − 1)|``.
 

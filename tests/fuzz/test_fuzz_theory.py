@@ -110,24 +110,28 @@ def _poison(draw, model):
 
 
 # ---- exact coefficients ------------------------------------------------------------------------
+def _aslist(a):
+    return a if isinstance(a, list) else [a]
+
+
 _int_like = st.one_of(st.integers(-2, 9), st.sampled_from(ODD_INTS), st.fractions(0, 5))
 
 
 @given(
     fn=st.sampled_from(["regular", "normal_crossing", "rrr", "dln"]),
-    a=st.lists(_int_like, min_size=0, max_size=6),
+    a=st.one_of(st.lists(_int_like, min_size=0, max_size=6), _int_like, st.just("ab")),
     b=_int_like,
 )
 def test_fuzz_exact(fn, a, b):
     calls = {
-        "regular": (lambda: exact.regular(b), ["d"]),
+        "regular": (lambda: exact.regular(b), ["d must"]),
         "normal_crossing": (
-            lambda: exact.normal_crossing(a, None if b is None else a[::-1]),
-            ["k", "h"],
+            lambda: exact.normal_crossing(a, None if b is None else _aslist(a)[::-1]),
+            ["k must", "k[", "h must", "h["],
         ),
         "rrr": (
-            lambda: exact.reduced_rank_regression(*(a + [1, 1, 1])[:3], b),
-            ["M", "H", "N", "rank"],
+            lambda: exact.reduced_rank_regression(*(_aslist(a) + [1, 1, 1])[:3], b),
+            ["M must", "H must", "N must", "rank must"],
         ),
         "dln": (lambda: exact.deep_linear_network(a, b), ["widths", "rank"]),
     }
@@ -194,7 +198,7 @@ def test_fuzz_free_energy(data):
     order = _odd_or(draw, st.sampled_from([None, 3, 6]), ODD_INTS)
     n = _odd_or(draw, st.sampled_from([[10.0, 100.0], [1e4, 1e8], [3.0, 5.0]]), ([], [0.0], "n"))
     which = draw(st.sampled_from(["free_energy", "localized_llc"]))
-    names = ["potential", "center", "box", "localization", "order", "n", "nbeta"]
+    names = ["potential", "center", "box", "localization", "order", "n must", "nbeta", "quadrature"]
 
     def call():
         if which == "free_energy":

@@ -160,3 +160,9 @@ def test_free_energy_refuses_a_rule_too_large_to_evaluate(d, order, n):
     with no_hang(10), pytest.raises(ValueError, match="lower order or the largest n"):
         free_energy(lambda w: (w**2).sum(1), [10.0, n], center=[0.0] * d, order=order)
     assert time.perf_counter() - t0 < 5
+
+
+def test_free_energy_refuses_a_rule_that_misses_the_mass():
+    """Found by the fuzz suite: a prior of variance 1e300 gave F = inf, silently."""
+    with pytest.raises(ValueError, match="quadrature found no mass.*box"):
+        free_energy(lambda w: (w**4).sum(1), [10.0, 100.0], center=[0.0], localization=1e-300)
