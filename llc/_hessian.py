@@ -17,7 +17,7 @@ from torch.func import hessian, jacrev, jvp, vjp, vmap
 from ._data import LossFn, narrow, num_samples
 from ._functional import FlatModel
 
-__all__ = ["Curvature", "default_rtol", "lanczos_spectrum"]
+__all__ = ["Curvature", "default_rtol", "lanczos_spectrum", "non_finite_message"]
 
 CHUNK = 256  # samples per Jacobian block
 
@@ -110,12 +110,15 @@ def lanczos_spectrum(
     seed: int,
     start_k: int = 32,
     max_k: int | None = None,
+    name: str = "gauss_newton",
 ) -> tuple[np.ndarray, float, bool]:
     """Leading eigenvalues by Lanczos (ARPACK ``eigsh``) with k doubled until one falls below τ.
 
     Returns ``(eigenvalues descending by |μ|, τ, complete)``: ``complete`` is true when the
     smallest Ritz value found is below ``τ = rtol·|μ_max|``, so that every eigenvalue above τ was
     found (the rank estimate is the count above τ); otherwise the rank is only a lower bound.
+    A zero product ``M v0`` (random v0) means M = 0 with probability one: ARPACK cannot start
+    there, and the zero spectrum is returned with τ = 0.
     """
     max_k = min(d - 1, max_k or d - 1)
     rng = np.random.default_rng(seed)
@@ -123,10 +126,15 @@ def lanczos_spectrum(
 
     def mv(v: np.ndarray) -> np.ndarray:
         t = torch.as_tensor(np.asarray(v).reshape(-1), dtype=like.dtype, device=like.device)
-        return matvec(t).detach().cpu().double().numpy()
+        out = matvec(t).detach().cpu().double().numpy()
+        if not np.isfinite(out).all():
+            raise ValueError(non_finite_message(name, like.dtype))
+        return out
 
-    op = LinearOperator((d, d), matvec=mv, dtype=np.float64)
     k = min(start_k, max_k)
+    if not np.any(mv(v0)):
+        return np.zeros(k), 0.0, True
+    op = LinearOperator((d, d), matvec=mv, dtype=np.float64)
     while True:
         vals = eigsh(
             op,
@@ -143,6 +151,15 @@ def lanczos_spectrum(
         if done or k >= max_k:
             return vals, tau, bool(done)
         k = min(2 * k, max_k)
+
+
+def non_finite_message(method: str, dtype: torch.dtype) -> str:
+    """The error for a curvature matrix with NaN or inf entries (finite weights and loss)."""
+    what = "Hessian" if method == "hessian" else "Gauss–Newton"
+    return (
+        f"the {what} curvature matrix at the model's weights is not finite (NaN or inf) in "
+        f"{dtype}: products of Jacobians overflow; use dtype=torch.float64 or rescale the inputs"
+    )
 
 
 def default_rtol(n: int, dtype: torch.dtype, d: int) -> float:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._bounds_checks import check_dtype, check_finite_model, check_seed, model_applies
 from ._data import prepare_data
-from ._hessian import Curvature, default_rtol, lanczos_spectrum
+from ._hessian import Curvature, default_rtol, lanczos_spectrum, non_finite_message
 from .potential import Potential, selected_parameters
 
 __all__ = ["Bounds", "bounds", "dimension_bound", "hessian_bounds", "symmetry_bound"]
@@ -179,15 +180,24 @@ def hessian_bounds(
         exactly; beyond, Lanczos (``scipy.sparse.linalg.eigsh``) on matrix-vector products.
     divergence : {"mse", "kl"}
         The divergence of ``loss="behavioral"``.
-    dtype : torch.dtype
+    dtype : torch.float32 or torch.float64
         Precision of the computation (float64 default; on the model's device).
     seed : int
-        Starting vector of Lanczos.
+        Starting vector of Lanczos (a non-negative int).
 
     Returns
     -------
     Bounds
         With ``rank``, ``spectrum`` (descending), ``threshold`` and ``rtol``.
+
+    Raises
+    ------
+    ValueError
+        A parameter or buffer of the model, the loss at w* or the curvature matrix is not
+        finite (the message names which); a bad ``method``, ``rtol``, ``max_dense``; a negative
+        ``seed``; ``dtype`` not float32/float64 (float16 and bfloat16 have no eigen-solver).
+    TypeError
+        ``dtype`` not a torch.dtype; ``seed`` not an int.
 
     Notes
     -----
@@ -211,7 +221,11 @@ def hessian_bounds(
     *Large models.* Beyond ``max_dense`` parameters the leading eigenvalues are computed by
     Lanczos with k = 32, 64, … Ritz values until the smallest is below τ; the rank estimate is the
     number of Ritz values above τ (exact for the converged ones, ``config["complete"]`` true).
-    If k reaches d − 1 first, the rank is a lower bound and ``complete`` is false.
+    If k reaches d − 1 first, the rank is a lower bound and ``complete`` is false. When the
+    matrix is exactly zero (e.g. a deep linear network at W = 0), both paths give rank 0,
+    ``threshold = 0`` and a zero spectrum (Lanczos cannot start on a zero operator; a zero
+    product of the random starting vector is taken as the zero matrix, which holds with
+    probability one).
 
     References
     ----------
@@ -228,13 +242,18 @@ def hessian_bounds(
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
     if isinstance(max_dense, bool) or not isinstance(max_dense, int) or max_dense < 1:
         raise ValueError(f"max_dense must be a positive integer, got {max_dense!r}")
-    pot = Potential(model, data, loss=loss, params=params, divergence=divergence, dtype=dtype)
+    dtype, seed = check_dtype(dtype), check_seed(seed)
+    check_finite_model(model)
+    with model_applies():
+        pot = Potential(model, data, loss=loss, params=params, divergence=divergence, dtype=dtype)
     flat = pot.flat_model
     n, d = pot.n, pot.dim
     rtol = default_rtol(n, dtype, d) if rtol is None else float(rtol)
     curv = Curvature(flat, pot.inputs, pot.targets, pot.loss_fn)
     if d <= max_dense:
         mat = curv.dense(method)
+        if not bool(torch.isfinite(mat).all()):
+            raise ValueError(non_finite_message(method, dtype))
         spectrum = torch.linalg.eigvalsh(mat).cpu().double().numpy()
         spectrum = spectrum[np.argsort(-np.abs(spectrum))]
         tau = rtol * float(np.abs(spectrum[0])) if spectrum.size else 0.0
@@ -247,6 +266,7 @@ def hessian_bounds(
             rtol=rtol,
             psd=method == "gauss_newton",
             seed=seed,
+            name=method,
         )
         kind = "lanczos"
     r = int((np.abs(spectrum) > tau).sum()) if tau > 0 else 0
@@ -326,6 +346,7 @@ def symmetry_bound(model: nn.Sequential, data) -> Bounds:
     first = next(iter(model.parameters()), None)
     if first is None:
         raise ValueError("model has no parameters")
+    check_finite_model(model)
     if isinstance(data, list | tuple) and len(data) == 2:
         data = data[0]
     x, _ = prepare_data(data, device=first.device, dtype=first.dtype, require_targets=False)
@@ -334,7 +355,8 @@ def symmetry_bound(model: nn.Sequential, data) -> Bounds:
     dead: dict[int, torch.Tensor] = {}
     h = x
     for m in model:
-        h = m(h)
+        with model_applies():
+            h = m(h)
         if isinstance(m, nn.Linear) and any(m is lin for lin, _ in hidden):
             pre = h.reshape(-1, m.out_features)
             dead[id(m)] = pre.max(0).values < 0

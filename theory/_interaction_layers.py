@@ -35,6 +35,8 @@ _ELEMENTWISE = (
     nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid,
 )
 _NOOP = (nn.Identity, nn.Dropout)
+# Modules whose training-mode output depends on the whole batch (and which update buffers).
+_BATCH_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 # Largest number of entries of a per-chunk Jacobian block (2**24 float64 = 128 MiB).
 MAX_BLOCK = 2**24
@@ -65,9 +67,11 @@ class _Opaque:
         self.params = None
         if isinstance(fn, nn.Module):
             # functional_call with cast copies: the user's module is never modified.
+            # copy=True: ``.to`` returns the very tensor when nothing changes, and a module that
+            # updates a buffer in place (running statistics) would then change the user's model.
             self.params = {
-                k: (v.detach().to(device=device, dtype=dtype) if v.is_floating_point()
-                    else v.detach().to(device=device))
+                k: (v.detach().to(device=device, dtype=dtype, copy=True) if v.is_floating_point()
+                    else v.detach().to(device=device, copy=True))
                 for k, v in [*fn.named_parameters(), *fn.named_buffers()]
             }
 
@@ -218,6 +222,20 @@ def _elementwise_derivative(act: nn.Module, z: Tensor) -> Tensor:
         y = act(zz * 1.0)  # non-leaf input so that in-place activations are allowed
         (g,) = torch.autograd.grad(y.sum(), zz)
     return g
+
+
+def check_batch_independent(layers: Sequence[object]) -> None:
+    """Refuse batch-statistics modules in training mode: per-sample maps are needed."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module):
+            continue
+        for m in layer.modules():
+            if isinstance(m, _BATCH_STATS) and m.training:
+                raise ValueError(
+                    f"layers[{i}] contains {type(m).__name__} in training mode, whose output "
+                    "depends on the whole batch (and would update its running statistics); "
+                    "call model.eval() first"
+                )
 
 
 def make_block(layer: object, index: int, device, dtype) -> _Block:

@@ -24,6 +24,15 @@ __all__ = ["GradedRule", "integrate"]
 FLOOR = 1e-6
 #: points evaluated per call of the potential (memory bound)
 CHUNK = 1 << 17
+#: largest tensor-product rule evaluated (about 10 s for a cheap vectorised potential)
+MAX_POINTS = 50_000_000
+
+
+def rule_points(d: int, order: int, ratio: float, t_max: float) -> int:
+    """Number of points of the d-dimensional rule (both sides of the centre on every axis)."""
+    floor = min(FLOOR / math.sqrt(max(t_max, 1.0)), 1e-3)
+    levels = int(math.ceil(math.log(floor) / math.log(ratio)))
+    return (2 * (levels + 2) * order) ** d
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,13 @@ def integrate(
     mean_k : ndarray or None, shape (len(scales),)
     """
     t = np.asarray(scales, dtype=np.float64)
+    size = rule_points(len(box), order, ratio, float(t.max()))
+    if size > MAX_POINTS:
+        raise ValueError(
+            f"the quadrature rule would have about {size:.3g} points (order={order} nodes per "
+            f"panel, d={len(box)}, largest n or nbeta {t.max():.3g}), more than {MAX_POINTS:.0e}: "
+            "lower order or the largest n"
+        )
     floor = min(FLOOR / math.sqrt(max(t.max(), 1.0)), 1e-3)
     rules = [GradedRule.build(lo, hi, c, order, ratio, floor) for (lo, hi), c in zip(box, center)]
     d = len(rules)
@@ -117,6 +133,12 @@ def integrate(
             parts_mk.append((p * np.where(np.isfinite(k), k, 0.0)).sum(1))
     lz_all = np.stack(parts_lz)  # (chunks, scales)
     log_z = logsumexp(lz_all, axis=0)
+    if not np.isfinite(log_z).all():
+        raise ValueError(
+            "the quadrature found no mass: exp(−n K) times the prior underflows at every node "
+            f"(n or nbeta up to {t.max():.3g}); the box is too wide for the rule to resolve the "
+            "minimum (give a smaller box or a larger localization), or K(center) is not 0"
+        )
     if not moment:
         return log_z, None
     share = np.exp(lz_all - np.where(np.isfinite(log_z), log_z, 0.0)[None, :])

@@ -82,6 +82,9 @@ def normal_crossing(k: Sequence[int], h: Sequence[int] | None = None) -> Learnin
     ``λ = min_{i: k_i > 0} (h_i + 1) / (2 k_i)``; the multiplicity is the number of indices that
     attain the minimum [3]_.
     """
+    for name, v in (("k", k), ("h", h)):
+        if (v is not None or name == "k") and (isinstance(v, str) or not isinstance(v, Sequence)):
+            raise TypeError(f"{name} must be a sequence of integers, got {v!r}")
     k = [_check_int(f"k[{i}]", ki, 0) for i, ki in enumerate(k)]
     if not k or max(k) == 0:
         raise ValueError("k must contain at least one positive exponent")
@@ -124,6 +127,7 @@ def reduced_rank_regression(M: int, H: int, N: int, rank: int) -> LearningCoeffi
     elif ``M+H < N+r``: ``λ = (HM − Hr + Nr)/2``; elif ``N+H < M+r``: ``λ = (HN − Hr + Mr)/2``;
     else ``λ = MN/2``; m = 1 outside the odd case.
     """
+    M, H, N = (_check_int(name, v, 1) for name, v in (("M", M), ("H", H), ("N", N)))
     (M, H, N), r = _check_widths_rank([M, H, N], rank)
     if N + r <= M + H and M + r <= N + H and H + r <= M + N:
         lam = Fraction(2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2, 8)

@@ -52,7 +52,10 @@ def _setup(potential, center, box, localization, order):
             raise ValueError(
                 "center is required when potential has no `center` attribute (it sets d)"
             )
-    center = np.atleast_1d(np.asarray(center, dtype=np.float64))
+    try:
+        center = np.atleast_1d(np.asarray(center, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"center must be a finite vector of length d, got {center!r}") from err
     if center.ndim != 1 or not np.isfinite(center).all():
         raise ValueError(f"center must be a finite vector of length d, got {center!r}")
     d = center.size
@@ -78,19 +81,13 @@ def _setup(potential, center, box, localization, order):
     else:
         if box is None:
             box = [(c - 1.0, c + 1.0) for c in center]
-        log_vol = float(sum(math.log(hi - lo) for lo, hi in np.asarray(box, dtype=np.float64)))
+    box_a = _check_box(box, center)
+    if localization is None:
+        log_vol = float(np.log(box_a[:, 1] - box_a[:, 0]).sum())
 
         def log_prior(w: np.ndarray) -> np.ndarray:
             return np.full(w.shape[0], -log_vol)
 
-    box_a = np.asarray(box, dtype=np.float64)
-    if (
-        box_a.shape != (d, 2)
-        or not (box_a[:, 0] <= center).all()
-        or not (center <= box_a[:, 1]).all()
-        or not (box_a[:, 0] < box_a[:, 1]).all()
-    ):
-        raise ValueError(f"box must be {d} intervals (lo, hi) with lo <= center <= hi, got {box!r}")
     if order is None:
         order = _ORDER[d]
     if isinstance(order, bool) or not isinstance(order, int) or order < 3:
@@ -98,8 +95,32 @@ def _setup(potential, center, box, localization, order):
     return center, [tuple(b) for b in box_a], log_prior, order, _RATIO[d]
 
 
+def _check_box(box, center: np.ndarray) -> np.ndarray:
+    """(d, 2) finite intervals lo < hi containing the centre (checked before any log volume)."""
+    d = center.size
+    try:
+        box_a = np.asarray(box, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"box must be {d} intervals (lo, hi) of numbers, got {box!r}") from err
+    if (
+        box_a.shape != (d, 2)
+        or not np.isfinite(box_a).all()
+        or not (box_a[:, 0] <= center).all()
+        or not (center <= box_a[:, 1]).all()
+        or not (box_a[:, 0] < box_a[:, 1]).all()
+    ):
+        raise ValueError(
+            f"box must be {d} finite intervals (lo, hi) with lo < hi and lo <= center <= hi, "
+            f"got {box!r}"
+        )
+    return box_a
+
+
 def _check_positive_array(name: str, value) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be positive finite numbers, got {value!r}") from err
     if arr.ndim != 1 or arr.size == 0 or not (np.isfinite(arr) & (arr > 0)).all():
         raise ValueError(f"{name} must be positive finite numbers, got {value!r}")
     return arr
@@ -132,7 +153,8 @@ def free_energy(
     localization : float, optional
         γ: the prior is the normalised Gaussian ``N(w0, I/γ)``. Default: uniform on ``box``.
     order : int, optional
-        Gauss–Legendre nodes per panel (default 12, 6, 5 for d = 1, 2, 3).
+        Gauss–Legendre nodes per panel (default 12, 6, 5 for d = 1, 2, 3). A rule of more than
+        5·10⁷ points in all (large order, d = 3 with very large n) is refused with a ValueError.
     return_error : bool
         Also return an error estimate, ``|F(order) − F(order − 1)|``.
 

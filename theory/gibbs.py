@@ -174,6 +174,7 @@ def dln_gibbs_llc(
     num_burnin : int, optional
         Sweeps left out of the estimate, default a fifth.
     seed : int or torch.Generator
+        A non-negative int, or a generator (one draw from it seeds the sampler).
     progress : bool
 
     Returns
@@ -204,9 +205,11 @@ def dln_gibbs_llc(
         raise ValueError(f"num_burnin must leave at least 4 sweeps, got {burn} of {num_sweeps}")
     if isinstance(seed, torch.Generator):
         seed = int(torch.randint(2**62, (1,), generator=seed).item())
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    rng = np.random.default_rng(seed)
+    elif isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be a non-negative int or a torch.Generator, got {seed!r}")
+    elif seed < 0:
+        raise ValueError(f"seed must be a non-negative int or a torch.Generator, got {seed}")
+    rng = np.random.default_rng(int(seed))
 
     sigma, cross = x.T @ x / n, y.T @ x / n
     half_yy = 0.5 * float((y * y).sum(1).mean())

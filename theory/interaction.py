@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._interaction_edges import accumulate_edges, accumulate_mdash, accumulate_stats
-from ._interaction_layers import _AffineAct, check_chain, make_block
+from ._interaction_layers import _AffineAct, check_batch_independent, check_chain, make_block
 from ._interaction_linalg import (
     Moments,
     interaction_rotation,
@@ -194,6 +194,9 @@ def _validate(layers, inputs, threshold, dtype, integration, n_points, batch_siz
         raise ValueError("inputs contain NaN or infinite values")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
         raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype} (the "
+                         "eigen-solvers have no half-precision kernels)")
     if threshold is None:
         threshold = 1e-10 if dtype == torch.float64 else 1e-5
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
@@ -216,6 +219,7 @@ def _validate(layers, inputs, threshold, dtype, integration, n_points, batch_siz
                          f"got {n_points}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_independent(layers)
     return layers, float(threshold), n_points
 
 
@@ -241,7 +245,9 @@ def interaction_basis(
         ``layers[l]`` maps node layer ``l`` of shape ``(batch, d_l)`` to node layer ``l + 1``;
         there are ``len(layers) + 1`` node layers, the inputs first and the outputs last.
         Biases of ``nn.Linear`` are folded into a constant direction; for the folding of other
-        modules see Notes.  The model is never modified (parameters are read and cast).
+        modules see Notes.  The model is never modified (parameters and buffers are read and
+        copied).  BatchNorm in training mode is refused (its output depends on the batch): call
+        ``model.eval()`` first.
     inputs : Tensor, shape ``(N, d_0)``
         Samples of the inputs; every computation runs on their device.
     center : bool
@@ -252,8 +258,8 @@ def interaction_basis(
         Relative truncation: eigenvalues ``D`` (PCA) and ``Λ`` at most ``threshold`` times the
         layer's largest are treated as zero and their directions dropped.  Default ``1e-10`` in
         float64 (round-off of the eigen-solver is ~``d · 1e-16``), ``1e-5`` otherwise.
-    dtype : torch.dtype
-        Precision of all computations (float64 by default).
+    dtype : torch.float32 or torch.float64
+        Precision of all computations (float64 by default; half precisions are refused).
     edges : bool
         Compute the squared integrated-gradient edges between consecutive node layers (cost
         ``O(N d³)`` per layer, the dominant cost at large width).

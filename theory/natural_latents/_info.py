@@ -46,12 +46,23 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+def check_tolerance(value: Any, name: str) -> float:
+    """A finite number >= 0: NaN or inf would switch off the checks it controls."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a finite number >= 0; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+    return value
+
+
 def validate_joint(joint: Any, name: str = "joint", *, normalize: bool = False,
                    atol: float = 1e-8) -> np.ndarray:
     """Check a probability table: finite, non-negative, summing to 1 (or normalise it).
 
     Entries in ``[-atol, 0)`` are rounding noise and set to 0; anything more negative raises.
     """
+    atol = check_tolerance(atol, "atol")
     p = _to_numpy(joint, name)
     if p.ndim == 0:
         raise ValueError(f"{name} must have at least one axis (one per variable); got a scalar")

@@ -18,7 +18,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ._info import _log_base, cond_mutual_info_nats, normalize_roles, validate_joint
+from ._info import (
+    _log_base,
+    check_tolerance,
+    cond_mutual_info_nats,
+    normalize_roles,
+    validate_joint,
+)
 from .discrete import NaturalLatentReport, _unit_name, natural_latent_errors
 
 __all__ = ["CommonPart", "common_part"]
@@ -102,6 +108,7 @@ def common_part(joint: Any, a: Any, b: Any, *, base: float | str = math.e,
     Gács & Körner, "Common information is far less than mutual information" (1973);
     Wentworth & Lorell, arXiv:2509.03780.
     """
+    tol = check_tolerance(tol, "tol")
     p = validate_joint(joint, "joint", normalize=normalize, atol=atol)
     (ax_a, ax_b), _ = normalize_roles(p.ndim, [a, b], [])
     drop = tuple(i for i in range(p.ndim) if i not in ax_a + ax_b)

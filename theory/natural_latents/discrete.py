@@ -148,7 +148,8 @@ def mediation_error(joint: Any, observables: list, latent: Any, *, base: float |
     normalize : bool
         Rescale ``joint`` to sum 1 instead of raising when it does not.
     atol : float
-        Tolerance on the total mass and on negative rounding noise.
+        Tolerance on the total mass and on negative rounding noise: a finite number >= 0 (NaN or
+        inf would switch the check off and are refused).
 
     Returns
     -------

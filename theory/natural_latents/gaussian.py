@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._info import _log_base, _to_numpy, normalize_roles
+from ._info import _log_base, _to_numpy, check_tolerance, normalize_roles
 from .discrete import NaturalLatentReport, _check_kind, _unit_name
 
 __all__ = ["GaussianNaturalLatentReport", "gaussian_natural_latent_errors"]
@@ -38,6 +38,7 @@ class GaussianNaturalLatentReport(NaturalLatentReport):
 
 
 def _validate_cov(cov: Any, atol: float) -> np.ndarray:
+    atol = check_tolerance(atol, "atol")
     s = _to_numpy(cov, "cov")
     if s.ndim != 2 or s.shape[0] != s.shape[1] or s.shape[0] == 0:
         raise ValueError(f"cov must be a square (d, d) matrix; got shape {s.shape}")
@@ -122,7 +123,8 @@ def gaussian_natural_latent_errors(cov: Any, blocks: list, latent: Any, kind: st
     rtol : float
         Eigenvalues below ``rtol * max|cov|`` count as zero (exact linear dependence).
     atol : float
-        Tolerance of the symmetry and positive semi-definiteness checks (relative to max|cov|).
+        Tolerance of the symmetry and positive semi-definiteness checks (relative to max|cov|);
+        a finite number >= 0, as is ``rtol``.
 
     Returns
     -------
@@ -147,6 +149,7 @@ def gaussian_natural_latent_errors(cov: Any, blocks: list, latent: Any, kind: st
     arXiv:2509.03780.
     """
     kind = _check_kind(kind)
+    rtol = check_tolerance(rtol, "rtol")
     s = _validate_cov(cov, atol)
     blks, (lat,) = normalize_roles(s.shape[0], blocks, [(latent, "latent")])
     scale = max(float(np.abs(s).max()), 1e-300)

@@ -102,8 +102,11 @@ def _flatten(model) -> list[nn.Module]:
     )
 
 
-def _param(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+def _param(t: torch.Tensor, what: str) -> np.ndarray:
+    a = t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+    if not np.isfinite(a).all():
+        raise ValueError(f"model: {what} is not finite (contains NaN or inf)")
+    return a
 
 
 def parse_model(model, in_dim: int | None = None) -> PLNet:
@@ -116,10 +119,14 @@ def parse_model(model, in_dim: int | None = None) -> PLNet:
     W: np.ndarray | None = None  # pending affine map since the last activation
     b: np.ndarray | None = None
     dim = in_dim  # width of the current representation
-    for m in mods:
+    for i, m in enumerate(mods):
         if isinstance(m, nn.Linear):
-            Wm = _param(m.weight)
-            bm = _param(m.bias) if m.bias is not None else np.zeros(Wm.shape[0])
+            Wm = _param(m.weight, f"the weight of layer {i} (nn.Linear)")
+            bm = (
+                _param(m.bias, f"the bias of layer {i} (nn.Linear)")
+                if m.bias is not None
+                else np.zeros(Wm.shape[0])
+            )
             if dim is not None and Wm.shape[1] != dim:
                 raise ValueError(
                     f"model: nn.Linear expects {Wm.shape[1]} inputs but receives {dim}"
@@ -141,8 +148,10 @@ def parse_model(model, in_dim: int | None = None) -> PLNet:
                 alpha = np.zeros(dim)
             elif isinstance(m, nn.LeakyReLU):
                 alpha = np.full(dim, float(m.negative_slope))
+                if not np.isfinite(alpha).all():
+                    raise ValueError(f"model: the negative_slope of layer {i} is not finite")
             else:
-                a = _param(m.weight)
+                a = _param(m.weight, f"the weight of layer {i} (nn.PReLU)")
                 if a.size not in (1, dim):
                     raise ValueError(f"model: PReLU has {a.size} slopes for {dim} units")
                 alpha = np.broadcast_to(a, (dim,)).copy()

@@ -14,10 +14,29 @@ from ._draw import draw_regions
 from ._lp import BACKENDS, LPSolver
 from ._network import check_box, model_in_dim, parse_model
 from ._region import Region
+from .bounds import arrangement_regions
 
 __all__ = ["Region", "RegionEnumeration", "enumerate_regions"]
 
 _METHODS = ("auto", "lp", "polygon")
+# Regions each method enumerates in about a minute (bench/polytopes_speed.py; an LP region costs
+# ~1-10 ms, more in high dimension): above, max_regions must be given.
+REGION_LIMIT = {"lp": 20_000, "polygon": 1_000_000}
+
+
+def estimated_regions(net, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int]:
+    """``(Σ_{i≤d} C(m, i), m)``: m first-layer hyperplanes that cut the box, in general position.
+
+    Exact for one hidden layer in general position when the box holds every bounded region
+    (Zaslavsky), otherwise an upper bound for that layer; deeper layers only split regions.
+    """
+    if not net.slopes:
+        return 1, 0
+    w, b = net.weights[0], net.biases[0]
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    reach = np.abs(w) @ half
+    cut = int(((reach > 0) & (np.abs(w @ mid + b) < reach)).sum())
+    return arrangement_regions(cut, lo.shape[0]), cut
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,9 @@ def enumerate_regions(
         ``tol · max(upper − lower)`` are treated as empty (they are slivers at the
         scale of the solver's tolerances).
     max_regions : int, optional
-        Stop after this many regions (``truncated=True`` in the result).
+        Stop after this many regions (``truncated=True`` in the result).  Required when the
+        first layer alone makes more than 20,000 regions in the box (``lp``; 10^6 for
+        ``polygon``): see Notes.
     bbox_lp : bool
         ``lp`` only.  Every split cell gets an outer box by bound propagation
         (free), and units whose hyperplane misses that box are fixed without an
@@ -155,7 +176,22 @@ def enumerate_regions(
     Cost and limits: the number of regions grows like ``Σ_{i≤d} C(H, i)`` in the
     worst case, and ``lp`` solves O(1–10) LPs of ~1 ms per region, so it is
     practical for d ≤ 3–4 and up to ~10^4 regions; ``polygon`` handles ~10^4
-    regions of a 2-D input in seconds (see ``bench/polytopes_speed.py``).
+    regions of a 2-D input in seconds (see ``bench/polytopes_speed.py``).  Before
+    searching, the count is estimated from the first layer: its m hyperplanes that
+    cut the box (interval arithmetic) make ``Σ_{i≤d} C(m, i)`` regions in general
+    position (Zaslavsky), and deeper layers only split them.  Without ``max_regions``
+    an estimate above 20,000 (``lp``) or 10^6 (``polygon``) is refused with a
+    ``ValueError`` instead of a search of hours: e.g. 16 ReLUs on a 100-D box make
+    2^16 regions, ~10 minutes of LPs.  The estimate is exact for one generic hidden
+    layer and a box holding every bounded region, and a guide otherwise.
+
+    Raises
+    ------
+    ValueError
+        Bad box, method, tol, max_regions or lp_backend; non-finite weights (named);
+        too many regions expected without ``max_regions``.
+    TypeError
+        Unsupported layers.
 
     References
     ----------
@@ -179,6 +215,15 @@ def enumerate_regions(
     regions: list[Region] = []
     if lp_backend not in BACKENDS:
         raise ValueError(f"lp_backend must be one of {BACKENDS}, got {lp_backend!r}")
+    estimate, cut = estimated_regions(net, lo, hi)
+    if max_regions is None and estimate > REGION_LIMIT[method]:
+        raise ValueError(
+            f"max_regions is None but the network has about {estimate} linear regions in the box "
+            f"(its first layer alone: {cut} hyperplanes cut the box, Σ_{{i≤{d}}} C({cut}, i) "
+            f"regions), more than the {REGION_LIMIT[method]} that method={method!r} enumerates "
+            "in about a minute; pass max_regions=N to stop after N regions (the result is then "
+            "marked truncated), or use a smaller box"
+        )
     stats = LPSolver(lp_backend)
     bar = tqdm(desc="regions", unit="region", disable=not progress)
     state = {"truncated": False}

@@ -1,0 +1,62 @@
+"""Argument checks of :mod:`llc.bounds`: dtype, seed and finite weights, each named in the error."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["check_dtype", "check_finite_model", "check_seed", "model_applies"]
+
+DTYPES = (torch.float32, torch.float64)
+
+
+def check_dtype(dtype) -> torch.dtype:
+    """float32 or float64: eigen-solvers have no half-precision kernels (float16, bfloat16)."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if dtype not in DTYPES:
+        raise ValueError(
+            f"dtype must be torch.float32 or torch.float64, got {dtype} (the curvature "
+            "spectrum needs an eigen-solver, which has no half-precision or integer kernels)"
+        )
+    return dtype
+
+
+def check_seed(seed) -> int:
+    """A non-negative int (a NumPy integer too): seeds numpy's Generator."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def check_finite_model(model: nn.Module) -> None:
+    """Every parameter and floating buffer finite; the first offender is named."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    named = [("parameter", n, t) for n, t in model.named_parameters()]
+    named += [("buffer", n, t) for n, t in model.named_buffers() if t.is_floating_point()]
+    for kind, name, t in named:
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
+            raise ValueError(
+                f"model {kind} '{name}' is not finite (contains NaN or inf); the bounds "
+                "need finite weights at w*"
+            )
+
+
+@contextlib.contextmanager
+def model_applies():
+    """Shape and type mismatches between model, inputs and targets become a ValueError on data."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        raise ValueError(
+            "data: the model cannot be applied to the inputs, or the loss to its outputs and "
+            f"the targets ({err})"
+        ) from err
