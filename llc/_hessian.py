@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.func import hessian, jacrev, jvp, vjp, vmap
 
 from ._data import LossFn, narrow, num_samples
@@ -134,6 +133,8 @@ def lanczos_spectrum(
     k = min(start_k, max_k)
     if not np.any(mv(v0)):
         return np.zeros(k), 0.0, True
+    from scipy.sparse.linalg import LinearOperator, eigsh  # on first use: import llc stays fast
+
     op = LinearOperator((d, d), matvec=mv, dtype=np.float64)
     while True:
         vals = eigsh(
