@@ -22,8 +22,13 @@ __all__ = [
     "check_param_value",
     "param_symbol",
     "real_var",
+    "stable_form",
     "to_sympy_number",
 ]
+
+#: numbers are kept exact (Integer/Rational) only up to this size: exact arithmetic on larger
+#: ones (Γ(ν/2) with ν = 10⁶, (1 + a)^(10¹³/64)) takes minutes to hours
+_EXACT_MAX = 1000
 
 _Y = sp.Symbol("y_", positive=True)
 
@@ -106,8 +111,8 @@ def to_sympy_number(x: Any) -> sp.Expr:
     if isinstance(x, sp.Expr):
         return x
     if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise TypeError(f"expected a number, got {x!r}")
-    if isinstance(x, (int, np.integer)):
+        raise TypeError(f"expected a real number, got {x!r}")
+    if isinstance(x, (int, np.integer)) and abs(int(x)) <= _EXACT_MAX:
         return sp.Integer(int(x))
     from fractions import Fraction
 
@@ -115,9 +120,47 @@ def to_sympy_number(x: Any) -> sp.Expr:
     if not np.isfinite(x):
         raise ValueError(f"expected a finite number, got {x}")
     fr = Fraction(x).limit_denominator(1000)
-    if float(fr) == x:
+    if float(fr) == x and abs(fr.numerator) <= _EXACT_MAX:
         return sp.Rational(fr.numerator, fr.denominator)
     return sp.Float(x, 17)
+
+
+def _log1p_arg(base: sp.Expr):
+    """``(c, x)`` with ``base = c·(1 + x)``, ``c > 0`` a number, if ``base`` has a constant term."""
+    if not isinstance(base, sp.Add):
+        return None
+    const, rest = base.as_coeff_Add()
+    if not (const.is_number and const.is_positive) or rest == 0:
+        return None
+    return const, rest / const
+
+
+def stable_form(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with ``log(c + x)`` as ``log c + log1p(x/c)`` and ``(c + x)^e`` as
+    ``c^e exp(e·log1p(x/c))``, for numeric evaluation.
+
+    ``log(1 + a²/ν)`` loses all digits when ``a²/ν`` is below the float epsilon, although it
+    is multiplied by ``(ν + 1)/2`` (Student-t with large ν, Lomax with a large shape); and
+    ``(1 + x)^e`` with a large ``e`` overflows or rounds to 1.
+    """
+    from sympy.codegen.cfunctions import log1p
+
+    def is_log(e):
+        return isinstance(e, sp.log) and _log1p_arg(e.args[0]) is not None
+
+    def to_log1p(e):
+        c, x = _log1p_arg(e.args[0])
+        return sp.log(c) + log1p(x)
+
+    def is_pow(e):
+        return (isinstance(e, sp.Pow) and not (e.exp.is_Integer and abs(e.exp) <= 4)
+                and _log1p_arg(e.base) is not None)
+
+    def to_exp(e):
+        c, x = _log1p_arg(e.base)
+        return c**e.exp * sp.exp(e.exp * log1p(x))
+
+    return sp.sympify(expr).replace(is_log, to_log1p).replace(is_pow, to_exp)
 
 
 def check_param_value(sym: sp.Symbol, val: sp.Expr) -> None:

@@ -84,10 +84,32 @@ def cauchy(**v) -> Prior:
     return _finish("cauchy", 1 / (sp.pi * s * (1 + A**2 / s**2)), sp.Reals, v)
 
 
+#: the largest ν accepted: beyond it the Student-t is the Gaussian to within float64 (log-density
+#: error ~ a⁴/(4ν)) and the prox's cubic has coefficients whose cube overflows
+NU_MAX = 1e10
+
+
+def _gamma_ratio(nu: sp.Expr) -> sp.Expr:
+    """``Γ((ν+1)/2)/Γ(ν/2)``: exact for small rational ν, else from log-gammas (a Float)."""
+    if not nu.is_number or (nu.is_Rational and nu <= 200):
+        return sp.gamma((nu + 1) / 2) / sp.gamma(nu / 2)
+    import mpmath
+
+    with mpmath.workdps(30):
+        x = mpmath.mpf(str(sp.Float(nu, 30)))
+        return sp.Float(mpmath.exp(mpmath.loggamma((x + 1) / 2) - mpmath.loggamma(x / 2)), 17)
+
+
 def student_t(**v) -> Prior:
     nu, s = _p("nu", v), _p("s", v)
-    c = sp.gamma((nu + 1) / 2) / (sp.gamma(nu / 2) * sp.sqrt(nu * sp.pi) * s)
-    return _finish("student_t", c * (1 + A**2 / (nu * s**2)) ** (-(nu + 1) / 2), sp.Reals, v)
+    if nu.is_number and nu > NU_MAX:
+        raise ValueError(
+            f"parameter nu: at most {NU_MAX:g} is supported, got {float(nu):g}; the Student-t is "
+            "then the Gaussian to within float64: use priors.get('gaussian', sigma=s)"
+        )
+    c = _gamma_ratio(nu) / (sp.sqrt(nu * sp.pi) * s)
+    return _finish("student_t", c * (1 + A**2 / (nu * s**2)) ** (-(nu + 1) / 2), sp.Reals, v,
+                   meta={"param_max": {"nu": NU_MAX}})
 
 
 def generalized_gaussian(**v) -> Prior:

@@ -329,6 +329,18 @@ def _compile_spike_and_slab(pen: Penalty, slab: Penalty) -> Callable:
     return f
 
 
+def _working_tensor(a):
+    """``a`` in the precision the penalty is computed in: float16/bfloat16 in float32 (their
+    range ends at 65504 and their 8 or 11 bits lose the penalty), else its own dtype."""
+    import torch
+
+    if not isinstance(a, torch.Tensor):
+        raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+    if a.is_complex() or not a.is_floating_point():
+        raise TypeError(f"a: expected a real floating-point tensor, got dtype {a.dtype}")
+    return a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
+
+
 def _compile_penalty(pen: Penalty) -> Callable:
     import torch
 
@@ -351,15 +363,7 @@ def _compile_penalty(pen: Penalty) -> Callable:
     # polynomials are finite everywhere: no need to move points outside the support
     polynomial = pen.expr.is_polynomial(*pen.vars)
 
-    def f(a, **kw):
-        missing = [n for n in names if n not in kw]
-        if missing or set(kw) - set(names):
-            raise TypeError(
-                f"penalty: expected keyword parameters {names}, got {sorted(kw)}"
-            )
-        extra = [kw[n] for n in names]
-        if not isinstance(a, torch.Tensor):
-            raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+    def evaluate(a, extra):
         if dim > 1:
             if a.shape[-1] != dim:
                 raise ValueError(f"a: expected last dimension {dim}, got shape {tuple(a.shape)}")
@@ -384,10 +388,32 @@ def _compile_penalty(pen: Penalty) -> Callable:
             out = torch.where(inside, out, math.inf)
             ref = a
         if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
-            out = torch.as_tensor(out, dtype=ref.dtype, device=ref.device).expand(ref.shape)
+            out = torch.as_tensor(out, device=ref.device).expand(ref.shape)
+        if not out.is_floating_point():
+            out = out.to(ref.dtype)  # piecewise-constant penalties (L0) give integers
         if a.requires_grad and not out.requires_grad:
             out = out + 0 * ref  # piecewise-constant penalties (L0): zero gradient, not an error
         return out
+
+    def f(a, **kw):
+        missing = [n for n in names if n not in kw]
+        if missing or set(kw) - set(names):
+            raise TypeError(
+                f"penalty: expected keyword parameters {names}, got {sorted(kw)}"
+            )
+        extra = [kw[n] for n in names]
+        work = _working_tensor(a)
+        out = evaluate(work, extra)
+        if work.dtype != torch.float64:
+            # overflow in the working precision (a² at |a| > 1e19 in float32): those
+            # elements again in float64, the others on a safe point so no NaN gradient leaks
+            bad = ~torch.isfinite(out) & torch.isfinite(work if dim == 1 else work.sum(-1))
+            if bool(bad.any()):
+                keep = bad.unsqueeze(-1) if dim > 1 else bad
+                out64 = evaluate(torch.where(keep, work.double(), 1.0), extra)
+                out = evaluate(torch.where(keep, 1.0, work), extra)
+                out = torch.where(bad, out64.to(out.dtype), out)
+        return out.to(a.dtype)
 
     f.__doc__ = f"Compiled penalty {pen} (parameters: {names or 'none'})."
     return f

@@ -24,6 +24,7 @@ from ._symbolic import (
     check_param_value,
     param_symbol,
     real_var,
+    stable_form,
     to_sympy_number,
 )
 from .penalty import penalty as _penalty
@@ -104,6 +105,9 @@ class Prior:
             s = by_name[k]
             val = to_sympy_number(v) if not isinstance(v, sp.Basic) else v
             check_param_value(s, val)
+            top = self.meta.get("param_max", {}).get(k)
+            if top is not None and val.is_number and val > top:
+                raise ValueError(f"parameter {k}: at most {top:g} is supported, got {v}")
             mapping[s] = val
         meta = dict(self.meta)
         for key in ("radial", "penalty", "slab"):
@@ -131,7 +135,7 @@ class Prior:
             raise ValueError(
                 f"pdf: give values for the free parameters {[s.name for s in prior.free_params]}"
             )
-        f = sp.lambdify(prior.vars, prior.density, modules=NUMPY_MODULES)
+        f = sp.lambdify(prior.vars, stable_form(prior.density), modules=NUMPY_MODULES)
         x = np.asarray(x, dtype=float)
         if self.dim == 1:
             with np.errstate(all="ignore"):  # outside the support the formula may be NaN
@@ -140,8 +144,19 @@ class Prior:
         return np.asarray(f(*np.moveaxis(x, -1, 0)), dtype=float)
 
     def logpdf(self, x: np.ndarray, **params: float) -> np.ndarray:
+        """Log of :meth:`pdf`, from the log of the formula where the density underflows."""
         with np.errstate(divide="ignore"):
-            return np.log(self.pdf(x, **params))
+            out = np.log(self.pdf(x, **params))
+        prior = self.subs(**params) if params else self
+        if self.dim != 1 or np.all(np.isfinite(out)):
+            return out
+        log_expr = stable_form(sp.expand_log(sp.log(prior.density), force=True))
+        g = sp.lambdify(prior.vars, log_expr, modules=NUMPY_MODULES)
+        x = np.asarray(x, dtype=float)
+        with np.errstate(all="ignore"):
+            alt = np.asarray(g(x), dtype=float) * np.ones_like(x)
+        use = np.isneginf(out) & np.isfinite(alt) & _in_support_np(prior.support, x)
+        return np.where(use, alt, out)
 
     def penalty(self):
         """Shortcut for :func:`priors.penalty`."""
