@@ -19,7 +19,9 @@ __all__ = [
     "as_support",
     "as_vars",
     "branch",
+    "by_name",
     "check_param_value",
+    "default_support",
     "param_symbol",
     "real_var",
     "stable_form",
@@ -88,6 +90,29 @@ def as_support(support: Any, dim: int = 1) -> sp.Set:
             f"got {support!r}"
         )
     return base if dim == 1 else sp.ProductSet(*([base] * dim))
+
+
+def default_support(support: Any, vars_: tuple) -> Any:
+    """``support`` for variables ``vars_``: None means ℝ, or [0, ∞) for positive/non-negative
+    symbols (sympy rewrites ``|a|`` as ``a`` for those, so ℝ would be wrong)."""
+    signed = [v for v in vars_ if v.is_nonnegative]
+    if support is None:
+        return "positive" if signed and len(signed) == len(vars_) else "real"
+    if signed and isinstance(support, str) and support.lower() in ("real", "reals", "r"):
+        raise ValueError(
+            f"support: var {signed[0]} is declared positive/non-negative but support is the real "
+            f"line; declare it with sympy.Symbol({signed[0].name!r}, real=True), or pass "
+            "support='positive'"
+        )
+    return support
+
+
+def by_name(expr: sp.Expr, vars_: tuple, rv: tuple) -> sp.Expr:
+    """``expr`` with every symbol named like one of ``vars_`` (whatever its assumptions) replaced
+    by the corresponding real variable of ``rv``."""
+    names = {v.name: r for v, r in zip(vars_, rv)}
+    return expr.subs({s: names[s.name] for s in expr.free_symbols
+                      if isinstance(s, sp.Symbol) and s.name in names})
 
 
 def as_vars(var: Any) -> tuple[sp.Symbol, ...]:

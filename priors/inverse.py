@@ -49,7 +49,7 @@ def _weight_condition(pen: Penalty) -> sp.Basic | None:
     return sp.simplify(sp.And(*conds))
 
 
-def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
+def prior_from_penalty(expr: Any, var: Any = None, support: Any = None,
                        name: str = "from_penalty") -> Prior:
     r"""The normalized prior ``exp(−pen)/Z`` of a penalty.
 
@@ -58,8 +58,10 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
     expr : sympy.Expr, str or Penalty
         The penalty (a :class:`Penalty` carries its own variable and support).
     var : sympy.Symbol
-        Its variable (univariate).
-    support : {"real", "positive"} or sympy.Set
+        Its variable (univariate).  A positive symbol means the support [0, ∞) (sympy writes
+        ``|a|`` as ``a`` for it); declare it ``real=True`` for a penalty on the real line.
+    support : {"real", "positive"}, sympy.Set or None
+        None (default): the real line, or [0, ∞) for a positive or non-negative ``var``.
 
     Returns
     -------
@@ -81,6 +83,8 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
     >>> p.meta["normalizable_if"]
     lambda > 1
     """
+    if not isinstance(expr, Penalty) and var is None:
+        raise TypeError("var: expected the penalty's variable (a sympy Symbol), got None")
     pen = expr if isinstance(expr, Penalty) else Penalty(expr, var, support)
     if pen.dim != 1:
         return _joint_prior(pen, name)

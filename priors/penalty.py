@@ -25,7 +25,16 @@ from typing import Any
 import sympy as sp
 
 from . import _convexity
-from ._symbolic import NUMPY_MODULES, as_support, as_vars, branch, real_var, to_sympy_number
+from ._symbolic import (
+    NUMPY_MODULES,
+    as_support,
+    as_vars,
+    branch,
+    by_name,
+    default_support,
+    real_var,
+    to_sympy_number,
+)
 from ._torch_compile import compile_torch
 
 __all__ = ["Penalty", "branch", "penalty", "radial_profile", "split_constant"]
@@ -65,8 +74,10 @@ class Penalty:
         The penalty on its support (outside it the penalty is +∞).
     var : sympy.Symbol or tuple of Symbol
         The variable, or the variables of a non-separable (joint) penalty.
-    support : {"real", "positive"} or sympy.Set
-        Where the penalty is finite; the indicator ``ι_support`` is implied.
+    support : {"real", "positive"}, sympy.Set or None
+        Where the penalty is finite; the indicator ``ι_support`` is implied.  None (default):
+        the real line, or [0, ∞) for a positive or non-negative ``var`` (sympy writes ``|a|``
+        as ``a`` for such a symbol).
     log_normalizer : sympy.Expr, optional
         ``log ∫ exp(−pen)``, the constant dropped from ``−log p`` (None if unknown).
     zero_at_zero : bool, optional
@@ -83,7 +94,7 @@ class Penalty:
 
     expr: Any
     var: Any
-    support: Any = "real"
+    support: Any = None
     log_normalizer: Any = None
     zero_at_zero: bool | None = None
     # a Prior, not annotated as one: priors.prior imports this module (Prior.penalty)
@@ -92,11 +103,19 @@ class Penalty:
 
     def __post_init__(self):
         vs = as_vars(self.var)
+        support = default_support(self.support, vs)
         rv = tuple(real_var(v) for v in vs)
-        expr = sp.sympify(self.expr).subs(dict(zip(vs, rv)))
+        try:
+            expr = sp.sympify(self.expr)
+        except (sp.SympifyError, TypeError) as err:
+            raise TypeError(f"expr: expected a sympy expression or a string, got {self.expr!r}") \
+                from err
+        if not isinstance(expr, sp.Expr):
+            raise TypeError(f"expr: expected a sympy expression, got {type(expr).__name__}")
+        expr = by_name(expr, vs, rv)
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "var", rv[0] if len(rv) == 1 else rv)
-        object.__setattr__(self, "support", as_support(self.support, len(rv)))
+        object.__setattr__(self, "support", as_support(support, len(rv)))
         if self.log_normalizer is not None:
             object.__setattr__(self, "log_normalizer", sp.sympify(self.log_normalizer))
         if self.zero_at_zero is None and len(rv) == 1:

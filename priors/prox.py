@@ -30,7 +30,14 @@ import sympy as sp
 import torch
 
 from ._prox_joint import exclusive_torch, radial_torch
-from ._prox_numeric import numeric_prox_1d, prox_inputs
+from ._prox_numeric import (
+    check_t,
+    finish,
+    finite_inputs,
+    numeric_prox_1d,
+    penalty_minimizer,
+    prox_inputs,
+)
 from ._torch_compile import compile_torch
 from .penalty import Penalty, _slab_part, branch, radial_profile
 
@@ -125,7 +132,7 @@ class Prox:
                 return f1(vv, tt)[..., 0]
         else:
             f = self.to_torch(**params)
-        tt = float(t)
+        tt = float(check_t(t))
 
         def nonzero(x: float) -> bool:
             return bool(f(torch.tensor([x], dtype=torch.float64), tt)[0] != 0)
@@ -357,11 +364,13 @@ def _build_torch(px: Prox) -> Callable:
     if px.meta.get("zero"):
 
         def f_zero(v, t):
-            return torch.zeros_like(v)
+            v64, t64 = prox_inputs(v, t)
+            return finish(torch.zeros_like(v64), v64, t64, sp.Interval(0, 0),
+                          lambda: 0.0).to(v.dtype)
 
         return f_zero
     if "slab_prox" in px.meta:
-        return _spike_and_slab_prox(pen_t, px.meta["slab_prox"].to_torch())
+        return _spike_and_slab_prox(pen, pen_t, px.meta["slab_prox"].to_torch())
     if not px.closed_form:
         return numeric_prox_1d(pen, pen_t)
     vsym = W if px.symmetric else V
@@ -372,10 +381,12 @@ def _build_torch(px: Prox) -> Callable:
         g2 = compile_torch(br.g2, [_Y])
         comp.append((br.sign, br.power, root_fns, g1, g2))
     zero_ok = bool(0 in pen.support) and bool(_value_at_zero(pen).is_finite)
+    minimizer = _minimizer(pen)
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.no_grad():
-            v64, t64 = prox_inputs(v, t)
+            v_in, t_in = prox_inputs(v, t)
+            v64, t64 = finite_inputs(v_in, t_in)
             vin = v64.abs() if px.symmetric else v64
             cands, objs = [], []
             if zero_ok:
@@ -415,22 +426,62 @@ def _build_torch(px: Prox) -> Callable:
             out = torch.where(t64 == 0, vin, out)
             if px.symmetric:
                 out = torch.sign(v64) * out
-            return out.to(v.dtype)
+            return finish(out, v_in, t_in, pen.support, minimizer).to(v.dtype)
 
     return f
 
 
-def _spike_and_slab_prox(pen_t: Callable, slab_prox: Callable) -> Callable:
+def _minimizer(pen: Penalty) -> Callable[[], float]:
+    """``argmin pen`` (the prox at ``t = inf``), computed on first use."""
+    cache: list[float] = []
+
+    def get() -> float:
+        if not cache:
+            sup = pen.support
+            lo = float(sup.inf) if sup.inf.is_finite else -math.inf
+            hi = float(sup.sup) if sup.sup.is_finite else math.inf
+            cache.append(_polish_minimizer(pen, penalty_minimizer(pen, lo, hi), lo, hi))
+        return cache[0]
+
+    return get
+
+
+def _polish_minimizer(pen: Penalty, m: float, lo: float, hi: float) -> float:
+    """Newton steps on ``pen'`` from the numeric minimizer ``m``; 0 when it is no worse."""
+    import numpy as np
+
+    f = pen.to_numpy()
+    d1 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var), modules="numpy")
+    d2 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var, 2), modules="numpy")
+    with np.errstate(all="ignore"):
+        for _ in range(4):
+            try:
+                step = float(d1(m)) / float(d2(m))
+            except Exception:  # noqa: BLE001 - kinks (DiracDelta), 0/0: keep the numeric m
+                break
+            m_new = m - step
+            if not (np.isfinite(m_new) and lo <= m_new <= hi and float(f(m_new)) <= float(f(m))):
+                break
+            m = m_new
+        if lo <= 0 <= hi and float(f(0.0)) <= float(f(m)):
+            return 0.0
+    return m
+
+
+def _spike_and_slab_prox(pen: Penalty, pen_t: Callable, slab_prox: Callable) -> Callable:
     """``argmin`` over ``{0, prox_slab(v)}`` of ``½(x − v)² + t·pen(x)`` (0 wins ties)."""
+    minimizer = _minimizer(pen)
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.no_grad():
-            v64, t64 = prox_inputs(v, t)
+            v_in, t_in = prox_inputs(v, t)
+            v64, t64 = finite_inputs(v_in, t_in)
             xs = slab_prox(v64, t64)
             obj_s = _objective(pen_t, xs, v64, t64)
             obj_s = torch.where(torch.isnan(obj_s), math.inf, obj_s)
             out = torch.where(0.5 * v64**2 <= obj_s, torch.zeros_like(xs), xs)
-            return torch.where(t64 == 0, v64, out).to(v.dtype)
+            out = torch.where(t64 == 0, v64, out)
+            return finish(out, v_in, t_in, pen.support, minimizer).to(v.dtype)
 
     return f
 
