@@ -440,32 +440,10 @@ def _minimizer(pen: Penalty) -> Callable[[], float]:
             sup = pen.support
             lo = float(sup.inf) if sup.inf.is_finite else -math.inf
             hi = float(sup.sup) if sup.sup.is_finite else math.inf
-            cache.append(_polish_minimizer(pen, penalty_minimizer(pen, lo, hi), lo, hi))
+            cache.append(penalty_minimizer(pen, lo, hi))
         return cache[0]
 
     return get
-
-
-def _polish_minimizer(pen: Penalty, m: float, lo: float, hi: float) -> float:
-    """Newton steps on ``pen'`` from the numeric minimizer ``m``; 0 when it is no worse."""
-    import numpy as np
-
-    f = pen.to_numpy()
-    d1 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var), modules="numpy")
-    d2 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var, 2), modules="numpy")
-    with np.errstate(all="ignore"):
-        for _ in range(4):
-            try:
-                step = float(d1(m)) / float(d2(m))
-            except Exception:  # noqa: BLE001 - kinks (DiracDelta), 0/0: keep the numeric m
-                break
-            m_new = m - step
-            if not (np.isfinite(m_new) and lo <= m_new <= hi and float(f(m_new)) <= float(f(m))):
-                break
-            m = m_new
-        if lo <= 0 <= hi and float(f(0.0)) <= float(f(m)):
-            return 0.0
-    return m
 
 
 def _spike_and_slab_prox(pen: Penalty, pen_t: Callable, slab_prox: Callable) -> Callable:

@@ -144,7 +144,8 @@ def test_torch_input_and_subsampling():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(9).laplace(size=3000).astype(np.float32)
     r_np = fit(x, families=["laplace"], gof_top=0)
-    r_t = fit(torch.from_numpy(x).reshape(30, 100), families=["laplace"], gof_top=0)
+    with pytest.warns(UserWarning, match="pooled"):
+        r_t = fit(torch.from_numpy(x).reshape(30, 100), families=["laplace"], gof_top=0)
     assert r_t.fits[0].loglik == r_np.fits[0].loglik
     sub = fit(x, families=["laplace"], gof_top=0, max_samples=1000, seed=4)
     assert sub.n == 1000 and sub.n_total == 3000
