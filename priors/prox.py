@@ -274,18 +274,18 @@ def prox(pen: Penalty) -> Prox:
 
 def _joint_prox(pen: Penalty) -> Prox:
     """Groups: the 1-D prox of the radial profile, or of one coordinate (mutually exclusive)."""
-    radial = radial_profile(pen)
-    if radial is not None:
-        inner = prox(radial)
-        return Prox(pen, inner.closed_form, f"radial: {inner.method}", False, None,
-                    inner.threshold_expr, (),
-                    {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
     if "exclusive" in pen.meta:
         coord = pen.meta["exclusive"]
         inner = prox(coord)
         return Prox(pen, inner.closed_form, f"mutually exclusive: {inner.method}", False, None,
                     None, (),
                     {"torch": partial(exclusive_torch, pen.dim, inner, coord), "inner": inner})
+    radial = radial_profile(pen)
+    if radial is not None:
+        inner = prox(radial)
+        return Prox(pen, inner.closed_form, f"radial: {inner.method}", False, None,
+                    inner.threshold_expr, (),
+                    {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
     raise NotImplementedError(
         "prox: joint penalties are handled when radial (f(||a||)) or mutually exclusive; "
         f"got {pen.expr}"
