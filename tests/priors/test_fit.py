@@ -252,12 +252,12 @@ def test_small_network_activations(seed):
     # must carry over to the other half (held-out log-likelihood per value).
     pre, post = _train_small_mlp(seed)
     for acts, hurdle in ((post, True), (pre, False)):
-        r = fit(acts[:1000], gof_top=0)
+        r = fit(acts[:1000].ravel(), gof_top=0)
         assert r.zero_inflated is hurdle
         if hurdle:
             assert r.pi == pytest.approx(float((acts[:1000] != 0).double().mean()), rel=1e-12)
             assert r.best_fit.family in ("gamma", "halfgennorm", "genpareto", "lomax", "expon")
-        held = r.loglik(acts[1000:])
+        held = r.loglik(acts[1000:].ravel())
         order = sorted(held, key=held.get, reverse=True)
         ranks_bic = np.arange(len(r.fits))
         ranks_held = np.array([order.index(f.family) for f in r.fits])
