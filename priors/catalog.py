@@ -42,6 +42,11 @@ A = sp.Symbol("a", real=True)
 R_PLUS = sp.Interval(0, sp.oo)
 
 
+#: the range of a positive parameter: scales beyond 1e±100 overflow float64 (a²/s² at s = 1e-300)
+#: and p = 1e5 makes the generalized Gaussian an indicator that the prox solver cannot resolve
+_RANGE = {"p": (1e-2, 100.0), "nu": (1e-100, 1e10)}
+
+
 def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
     """Parameter ``name``: its numeric value if given (checked), else its symbol."""
     sym = param_symbol(name)
@@ -55,6 +60,12 @@ def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
     except ValueError as err:
         raise ValueError(f"parameter {name}: {err}") from None
     check_param_value(sym, val)
+    lo, hi = _RANGE.get(name, (1e-100, 1e100))
+    if sym.is_positive and val.is_number and not lo * (1 - 1e-12) <= float(val) <= hi * (1 + 1e-12):
+        raise ValueError(
+            f"parameter {name}: expected a value in [{lo:g}, {hi:g}] (float64 overflows or the "
+            f"penalty degenerates beyond), got {raw}"
+        )
     if lower is not None and val.is_number and not val > lower:
         raise ImproperPriorError(
             f"parameter {name}: the prior is proper only for {name} > {lower}, got {raw}"

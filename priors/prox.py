@@ -322,7 +322,7 @@ def _prox_1d(pen: Penalty) -> Prox:
             return Prox(pen, False, "numeric (stationarity not polynomial of degree <= 4)",
                         symmetric, stat)
         q, poly = res
-        rts = sp.roots(poly, cubics=True, quartics=True)
+        rts = _radical_roots(poly)
         if sum(rts.values()) != poly.degree():
             return Prox(pen, False, "numeric (sympy found no radical roots)", symmetric, stat)
         branches.append(_Branch(s, q, tuple(rts), g1, sp.diff(g1, _Y)))
@@ -344,6 +344,24 @@ def _prox_1d(pen: Penalty) -> Prox:
         thr,
         tuple(branches),
     )
+
+
+def _radical_roots(poly: sp.Poly) -> dict:
+    """``sympy.roots`` in radicals, with every Float coefficient held as a symbol meanwhile.
+
+    With floats sympy converts the polynomial to integers and factors it, which takes hours
+    for coefficients such as 1e-600 (Cauchy with s = 1e300); the generic formula in symbols
+    costs nothing and is then evaluated at the floats.
+    """
+    expr = poly.as_expr()
+    floats = sorted(expr.atoms(sp.Float), key=float)
+    if not floats:
+        return sp.roots(poly, cubics=True, quartics=True)
+    held = {f: sp.Symbol(f"c{i}_", positive=bool(f > 0), negative=bool(f < 0))
+            for i, f in enumerate(floats)}
+    rts = sp.roots(sp.Poly(expr.xreplace(held), _U), cubics=True, quartics=True)
+    back = {h: f for f, h in held.items()}
+    return {r.xreplace(back): m for r, m in rts.items()}
 
 
 def _nonneg_on_positive(expr: sp.Expr) -> bool:
@@ -418,6 +436,17 @@ def _build_torch(px: Prox) -> Callable:
                     obj = torch.where(ok & ~torch.isnan(obj), obj, torch.full_like(obj, math.inf))
                     cands.append(torch.where(ok, x, torch.zeros_like(x)))
                     objs.append(obj)
+                # Newton from y = s·v as well: where the radical formulas cancel
+                # catastrophically (scales such as 1e300) it still finds the stationary point
+                start = sign * vin
+                ok = start > 0
+                y = _polish(torch.where(ok, start, torch.ones_like(vin)), sign, vin, t64, g1, g2,
+                            steps=30)
+                ok = ok & (y > 0) & torch.isfinite(y)
+                x = sign * y
+                obj = _objective(pen_t, x, vin, t64)
+                objs.append(torch.where(ok & ~torch.isnan(obj), obj, math.inf))
+                cands.append(torch.where(ok, x, torch.zeros_like(x)))
             if not cands:
                 raise RuntimeError("prox: no candidate minimizer")  # pragma: no cover
             objs_t = torch.stack(objs)
