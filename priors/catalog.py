@@ -231,7 +231,7 @@ def get(name: str, **params: Any) -> Prior:
         raise TypeError(f"name: expected a string, got {type(name).__name__}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in CATALOG:
-        raise ValueError(f"unknown prior {name!r}; known: {', '.join(sorted(CATALOG))}")
+        raise ValueError(f"name: unknown prior {name!r}; known: {', '.join(sorted(CATALOG))}")
     if "lambda" in params:
         params["lam"] = params.pop("lambda")
     return CATALOG[key](**params)
