@@ -100,12 +100,12 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = None,
             hint = " No positive multiple w·pen is proper either."
         else:
             hint = f" The penalty w·pen is proper for {wc} (w = weight)."
-        raise ImproperPriorError(f"penalty {pen.expr} gives an improper prior: {err}.{hint}") \
+        raise ImproperPriorError(f"penalty {pen.expr!s} gives an improper prior: {err}.{hint}") \
             from None
     if cond is not sp.true and cond is not True:
         cond = sp.simplify(cond)
         if cond is sp.false:
-            raise ImproperPriorError(f"penalty {pen.expr}: ∫ exp(−pen) diverges")
+            raise ImproperPriorError(f"penalty {pen.expr!s}: ∫ exp(−pen) diverges")
     z = sp.gammasimp(sp.simplify(z))
     density = dens / z
     params = tuple(sorted(density.free_symbols - {a}, key=lambda s: s.name))
@@ -126,7 +126,7 @@ def _joint_prior(pen: Penalty, name: str) -> Prior:
     if val is sp.oo or val.has(sp.Integral):
         why = divergence_reason(integrand)
         raise ImproperPriorError(
-            f"penalty {pen.expr} gives an improper prior" + (f": {why}" if why else "")
+            f"penalty {pen.expr!s} gives an improper prior" + (f": {why}" if why else "")
         )
     z = sp.gammasimp(2 * sp.pi ** sp.Rational(d, 2) / sp.gamma(sp.Rational(d, 2)) * val)
     density = exp_neg(pen.expr) / z

@@ -212,7 +212,7 @@ class Prior:
         expr = by_name(expr, vs, rv)
         if not expr.free_symbols & set(rv):
             raise ValueError(
-                f"expr: the density {expr} does not depend on var {', '.join(map(str, rv))}; "
+                f"expr: the density {expr!s} does not depend on var {', '.join(map(str, rv))}; "
                 f"its symbols are {sorted(map(str, expr.free_symbols))}"
             )
         sup = as_support(support, len(rv))
@@ -276,7 +276,7 @@ def _negative_where_underflows(expr: sp.Expr, var: sp.Symbol, grid: np.ndarray,
 
 def _check_nonnegative(expr: sp.Expr, rv: Sequence[sp.Symbol], support: sp.Set) -> None:
     if expr.is_negative:
-        raise ValueError(f"density: {expr} is negative")
+        raise ValueError(f"density: {expr!s} is negative")
     free = expr.free_symbols - set(rv)
     if len(rv) == 1 and not free:
         # numeric check on a grid over the support
@@ -298,5 +298,6 @@ def _check_nonnegative(expr: sp.Expr, rv: Sequence[sp.Symbol], support: sp.Set) 
         if np.any(bad):
             x0 = grid[np.argmax(bad)]
             raise ValueError(
-                f"density: {expr} is negative or not real on the support, e.g. at {rv[0]} = {x0:g}"
+                f"density: {expr!s} is negative or not real on the support, "
+                f"e.g. at {rv[0]} = {x0:g}"
             )

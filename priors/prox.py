@@ -288,7 +288,7 @@ def _joint_prox(pen: Penalty) -> Prox:
                     {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
     raise NotImplementedError(
         "prox: joint penalties are handled when radial (f(||a||)) or mutually exclusive; "
-        f"got {pen.expr}"
+        f"got {pen.expr!s}"
     )
 
 
