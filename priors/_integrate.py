@@ -50,7 +50,8 @@ def _split_piecewise(res: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
 def _integrate_half_line(piece: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
     try:
         res = sp.integrate(piece, (_Y, 0, sp.oo), conds="piecewise")
-    except (ValueError, ArithmeticError, NotImplementedError, TypeError, RecursionError):
+    except (ValueError, ArithmeticError, NotImplementedError, TypeError, AttributeError,
+            KeyError, IndexError, RecursionError):
         # sympy's own failures on extreme exponents (|a|^1e-300: decimal.InvalidOperation;
         # |a|^1e300: Meijer G parameters): leave it unevaluated, the caller integrates
         # numerically when the piece is numeric
