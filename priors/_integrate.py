@@ -14,7 +14,7 @@ from scipy import integrate
 
 from ._symbolic import NUMPY_MODULES, ImproperPriorError
 
-__all__ = ["divergence_reason", "half_line_pieces", "normalizer"]
+__all__ = ["divergence_reason", "half_line_pieces", "normalizer", "tame"]
 
 _Y = sp.Symbol("y_", positive=True)
 
@@ -46,8 +46,20 @@ def _split_piecewise(res: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
     return res, sp.true
 
 
+def tame(expr: sp.Expr, top: float = 100.0) -> bool:
+    """Whether every numeric exponent and float in ``expr`` is within ``[1/top, top]`` in size:
+    sympy's integrals and limits of ``exp(−w|a|^−69045)`` build dense polynomials of that
+    degree and run for minutes."""
+    for p in expr.atoms(sp.Pow):
+        if p.exp.is_number and p.exp != 0 and not 1 / top <= abs(float(p.exp)) <= top:
+            return False
+    return all(f == 0 or 1e-100 <= abs(float(f)) <= 1e100 for f in expr.atoms(sp.Float))
+
+
 @lru_cache(maxsize=256)
 def _integrate_half_line(piece: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
+    if not tame(piece):  # quadrature instead (numeric pieces; symbolic ones stay unevaluated)
+        return sp.Integral(piece, (_Y, 0, sp.oo)), sp.true
     try:
         res = sp.integrate(piece, (_Y, 0, sp.oo), conds="piecewise")
     except (ValueError, ArithmeticError, NotImplementedError, TypeError, AttributeError,
@@ -62,8 +74,11 @@ def _integrate_half_line(piece: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
 def divergence_reason(piece: sp.Expr) -> str | None:
     """Why ``∫_0^∞ piece dy`` diverges, from the behaviour of ``y·piece`` at 0 and at ∞.
 
-    Returns None when neither end is conclusive.
+    Returns None when neither end is conclusive, or when the exponents are too large for
+    sympy's limits (see :func:`tame`).
     """
+    if not tame(piece):
+        return None
     reasons = []
     try:
         tail = sp.limit(piece * _Y, _Y, sp.oo)
