@@ -46,7 +46,7 @@ def _split_piecewise(res: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
     return res, sp.true
 
 
-def tame(expr: sp.Expr, top: float = 100.0) -> bool:
+def tame(expr: sp.Expr, top: float = 10.0) -> bool:
     """Whether every numeric exponent and float in ``expr`` is within ``[1/top, top]`` in size:
     sympy's integrals and limits of ``exp(−w|a|^−69045)`` build dense polynomials of that
     degree and run for minutes."""

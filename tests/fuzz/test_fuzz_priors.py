@@ -33,20 +33,48 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NAMES = sorted(priors.CATALOG)
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 #: good parameters of every catalog prior (the fuzzed one is replaced)
-GOOD = {"laplace": {"b": 0.7}, "gaussian": {"sigma": 1.3}, "cauchy": {"s": 0.8},
-        "student_t": {"nu": 3, "s": 1.5}, "generalized_gaussian": {"p": 0.6, "s": 1.2},
-        "double_pareto": {"lam": 2.5, "s": 0.5}, "horseshoe": {"tau": 0.9},
-        "spike_and_slab": {"pi": 0.3, "sigma": 2.0}, "exponential": {"lam": 1.7},
-        "half_cauchy": {"s": 1.1}, "lognormal": {"mu": 0.2, "sigma": 0.7},
-        "gamma": {"k": 2.5, "theta": 0.6}}
+GOOD = {
+    "laplace": {"b": 0.7},
+    "gaussian": {"sigma": 1.3},
+    "cauchy": {"s": 0.8},
+    "student_t": {"nu": 3, "s": 1.5},
+    "generalized_gaussian": {"p": 0.6, "s": 1.2},
+    "double_pareto": {"lam": 2.5, "s": 0.5},
+    "horseshoe": {"tau": 0.9},
+    "spike_and_slab": {"pi": 0.3, "sigma": 2.0},
+    "exponential": {"lam": 1.7},
+    "half_cauchy": {"s": 1.1},
+    "lognormal": {"mu": 0.2, "sigma": 0.7},
+    "gamma": {"k": 2.5, "theta": 0.6},
+}
 
 extreme_floats = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 1e-300, 1e-30, 1e-8, 0.5, 1.0, 1.5, 2.0, 3.0, 1e5, 1e6, 1e10,
-                     1e13, 1e20, 1e300, -1.0, -1e300]),
+    st.sampled_from(
+        [
+            0.0,
+            -0.0,
+            1e-300,
+            1e-30,
+            1e-8,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            3.0,
+            1e5,
+            1e6,
+            1e10,
+            1e13,
+            1e20,
+            1e300,
+            -1.0,
+            -1e300,
+        ]
+    ),
 )
 bad_values = st.sampled_from(["1", None, 1 + 2j, [1.0], True, object()])
-param_values = st.one_of(extreme_floats, st.integers(-10**30, 10**30), bad_values)
+param_values = st.one_of(extreme_floats, st.integers(-(10**30), 10**30), bad_values)
 finite_v = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 any_v = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), finite_v)
 
@@ -110,14 +138,21 @@ def test_get_penalty_prox_with_extreme_parameters(name, key, value):
     # the prox is a minimiser: no worse than 0 and than v itself (where in the support)
     obj = 0.5 * (out - v) ** 2 + 0.7 * f(out)
     for x0 in (torch.zeros_like(v), v):
-        ok = torch.tensor([_inside(pen, float(x)) or (float(x) == 0 and 0 in pen.support)
-                           for x in x0])
+        ok = torch.tensor(
+            [_inside(pen, float(x)) or (float(x) == 0 and 0 in pen.support) for x in x0]
+        )
         ref = 0.5 * (x0 - v) ** 2 + 0.7 * f(x0)
         assert torch.all(~ok | (obj <= ref + 1e-7 * (1 + ref.abs()))), (name, params, out)
 
 
-@given(name=st.one_of(st.sampled_from(NAMES + ["t", "normal", "gdp"]), st.text(max_size=8),
-                      st.integers(), st.none()))
+@given(
+    name=st.one_of(
+        st.sampled_from(NAMES + ["t", "normal", "gdp"]),
+        st.text(max_size=8),
+        st.integers(),
+        st.none(),
+    )
+)
 def test_get_names(name):
     prior = _call(lambda: priors.get(name), "name")
     if prior is not None:
@@ -126,8 +161,11 @@ def test_get_names(name):
 
 # ----------------------------------------------------------------------------- to_torch
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(NAMES), dtype=st.sampled_from(DTYPES),
-       xs=st.lists(any_v, min_size=1, max_size=8))
+@given(
+    name=st.sampled_from(NAMES),
+    dtype=st.sampled_from(DTYPES),
+    xs=st.lists(any_v, min_size=1, max_size=8),
+)
 def test_to_torch_every_dtype(name, dtype, xs):
     pen, f, _ = _good(name)
     x = torch.tensor(xs, dtype=dtype, requires_grad=True)
@@ -139,7 +177,8 @@ def test_to_torch_every_dtype(name, dtype, xs):
     ref = f(x64)
     top = torch.finfo(dtype).max
     keep = torch.tensor([_inside(pen, float(v)) and math.isfinite(v) for v in x64]) & (
-        ref.abs() < top)
+        ref.abs() < top
+    )
     eps = torch.finfo(dtype).eps
     # the value the dtype can hold, to a few of its ulps (or its smallest normal near 0)
     assert is_finite(y.detach()[keep]), (name, dtype, xs, y)
@@ -148,21 +187,32 @@ def test_to_torch_every_dtype(name, dtype, xs):
     assert is_finite(g[keep]), (name, dtype, xs, g)
 
 
-@given(bad=st.sampled_from([torch.tensor([1 + 1j]), torch.tensor([1, 2]),
-                            torch.tensor([True]), np.ones(3), 1.0, "1"]))
+@given(
+    bad=st.sampled_from(
+        [torch.tensor([1 + 1j]), torch.tensor([1, 2]), torch.tensor([True]), np.ones(3), 1.0, "1"]
+    )
+)
 def test_to_torch_wrong_types(bad):
     _, f, _ = _good("laplace")
     assert _call(lambda: f(bad), "a") is None
 
 
 # ----------------------------------------------------------------------------- prox
-t_values = st.one_of(st.floats(0, 1e6), st.sampled_from([0.0, 1e-300, math.inf]),
-                     st.floats(allow_nan=True, allow_infinity=True), bad_values,
-                     st.just(-1.0))
+t_values = st.one_of(
+    st.floats(0, 1e6),
+    st.sampled_from([0.0, 1e-300, math.inf]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    bad_values,
+    st.just(-1.0),
+)
 
 
-@given(name=st.sampled_from(NAMES), dtype=st.sampled_from([torch.float32, torch.float64]),
-       vs=st.lists(any_v, min_size=1, max_size=6), t=t_values)
+@given(
+    name=st.sampled_from(NAMES),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    vs=st.lists(any_v, min_size=1, max_size=6),
+    t=t_values,
+)
 def test_prox_contract(name, dtype, vs, t):
     pen, _, step = _good(name)
     v = torch.tensor(vs, dtype=dtype)
@@ -179,8 +229,11 @@ def test_prox_contract(name, dtype, vs, t):
         assert torch.equal(out[finite_in], v[finite_in])
 
 
-@given(c=st.floats(1e-3, 1e3), v=st.lists(any_v, min_size=1, max_size=5),
-       t=st.one_of(st.floats(0, 100), st.just(math.inf)))
+@given(
+    c=st.floats(1e-3, 1e3),
+    v=st.lists(any_v, min_size=1, max_size=5),
+    t=st.one_of(st.floats(0, 100), st.just(math.inf)),
+)
 def test_numeric_prox(c, v, t):
     """A penalty without a closed-form prox (log cosh): the numeric solver, same contract."""
     pen = Penalty(c * sp.log(sp.cosh(A)), A)
@@ -207,16 +260,31 @@ def test_threshold(name, t):
 
 # ----------------------------------------------------------------------------- from_density
 _EXPRS = [
-    sp.exp(-sp.Abs(A)), sp.exp(-(A**2)), 1 / (1 + A**2), (1 + sp.Abs(A)) ** -3,
-    -sp.exp(-(A**2)), (5000 - A**2) / (1 + A**2) ** 2, sp.exp(-(A**2)) * (80**2 - A**2),
-    sp.exp(-sp.Symbol("x") ** 2), sp.sin(A) * sp.exp(-(A**2)), sp.Integer(1), sp.exp(A),
-    "exp(-a**2)", "exp(-x**2)", "a**2", "not a (formula", 3.0, None,
+    sp.exp(-sp.Abs(A)),
+    sp.exp(-(A**2)),
+    1 / (1 + A**2),
+    (1 + sp.Abs(A)) ** -3,
+    -sp.exp(-(A**2)),
+    (5000 - A**2) / (1 + A**2) ** 2,
+    sp.exp(-(A**2)) * (80**2 - A**2),
+    sp.exp(-(sp.Symbol("x") ** 2)),
+    sp.sin(A) * sp.exp(-(A**2)),
+    sp.Integer(1),
+    sp.exp(A),
+    "exp(-a**2)",
+    "exp(-x**2)",
+    "a**2",
+    "not a (formula",
+    3.0,
+    None,
 ]
 
 
-@given(expr=st.sampled_from(_EXPRS), support=st.sampled_from([None, "real", "positive",
-                                                               "banana", 3]),
-       var=st.sampled_from([A, sp.Symbol("a", positive=True), sp.Symbol("x"), "a"]))
+@given(
+    expr=st.sampled_from(_EXPRS),
+    support=st.sampled_from([None, "real", "positive", "banana", 3]),
+    var=st.sampled_from([A, sp.Symbol("a", positive=True), sp.Symbol("x"), "a"]),
+)
 def test_from_density(expr, support, var):
     names = ["expr", "density", "var", "support", "diverges", "∫"]
     prior = _call(lambda: Prior.from_density(expr, var, support=support), names)
@@ -228,15 +296,15 @@ def test_from_density(expr, support, var):
 
 
 # ----------------------------------------------------------------------------- inverse
-@given(kind=st.sampled_from(["log", "power", "l1"]), c=param_values,
-       positive=st.booleans())
+@given(kind=st.sampled_from(["log", "power", "l1"]), c=param_values, positive=st.booleans())
 def test_prior_from_penalty(kind, c, positive):
     a = sp.Symbol("a", positive=True) if positive else A
 
     def build():
         cc = to_sympy_number(c)
-        return {"log": cc * sp.log(1 + sp.Abs(a)), "power": sp.Abs(a) ** cc,
-                "l1": cc * sp.Abs(a)}[kind]
+        return {"log": cc * sp.log(1 + sp.Abs(a)), "power": sp.Abs(a) ** cc, "l1": cc * sp.Abs(a)}[
+            kind
+        ]
 
     expr = _call(build, ["expected"])
     if expr is None:
@@ -256,9 +324,11 @@ def test_prior_from_penalty(kind, c, positive):
 
 
 # ----------------------------------------------------------------------------- joint
-@given(kind=st.sampled_from(["group_laplace", "multivariate_t", "mutually_exclusive"]),
-       d=st.one_of(st.integers(-2, 12), st.sampled_from([10**6, 2.0, "3", None, True])),
-       value=st.one_of(st.sampled_from([0.3, 1.0, 3.0]), param_values))
+@given(
+    kind=st.sampled_from(["group_laplace", "multivariate_t", "mutually_exclusive"]),
+    d=st.one_of(st.integers(-2, 12), st.sampled_from([10**6, 2.0, "3", None, True])),
+    value=st.one_of(st.sampled_from([0.3, 1.0, 3.0]), param_values),
+)
 def test_joint(kind, d, value):
     pname = {"group_laplace": "lam", "multivariate_t": "nu", "mutually_exclusive": "pi"}[kind]
     extra = {"sigma": 1.0} if kind == "mutually_exclusive" else {}
@@ -274,10 +344,13 @@ def test_joint(kind, d, value):
 
 # ----------------------------------------------------------------------------- fit
 @settings(max_examples=10)
-@given(n=st.integers(0, 60), shape2=st.booleans(), poison=st.sampled_from([None, "nan", "inf",
-                                                                          "const", "zeros"]),
-       seed=st.one_of(st.integers(0, 2**32), st.sampled_from([-1, 1.5, "0", True, None])),
-       families=st.sampled_from([None, ["laplace", "cauchy"], ["lomax"], ["bogus"], "norm"]))
+@given(
+    n=st.integers(0, 60),
+    shape2=st.booleans(),
+    poison=st.sampled_from([None, "nan", "inf", "const", "zeros"]),
+    seed=st.one_of(st.integers(0, 2**32), st.sampled_from([-1, 1.5, "0", True, None])),
+    families=st.sampled_from([None, ["laplace", "cauchy"], ["lomax"], ["bogus"], "norm"]),
+)
 def test_fit(n, shape2, poison, seed, families):
     x = np.random.default_rng(n).standard_cauchy(n)
     if poison == "nan" and n:

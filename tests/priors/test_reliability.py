@@ -32,9 +32,12 @@ def _ref_logpdf_t(x, nu, s):
     """log density of Student-t in mpmath (50 digits)."""
     with mpmath.workdps(50):
         nu, s, x = mpmath.mpf(nu), mpmath.mpf(s), mpmath.mpf(x)
-        return float(mpmath.loggamma((nu + 1) / 2) - mpmath.loggamma(nu / 2)
-                     - mpmath.log(mpmath.sqrt(nu * mpmath.pi) * s)
-                     - (nu + 1) / 2 * mpmath.log1p(x**2 / (nu * s**2)))
+        return float(
+            mpmath.loggamma((nu + 1) / 2)
+            - mpmath.loggamma(nu / 2)
+            - mpmath.log(mpmath.sqrt(nu * mpmath.pi) * s)
+            - (nu + 1) / 2 * mpmath.log1p(x**2 / (nu * s**2))
+        )
 
 
 # ----------------------------------------------------------------------------- defect 9
@@ -54,8 +57,7 @@ def test_student_t_large_nu_is_fast_and_matches_scipy(nu):
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-10)
     # the prox of a nearly quadratic penalty: x = v / (1 + t/s²) to O(1/nu)
     v = torch.tensor([-3.0, 0.1, 1.0, 10.0], dtype=torch.float64)
-    np.testing.assert_allclose(px(v, 1.0).numpy(), (v / (1 + 1 / 1.5**2)).numpy(),
-                               rtol=1e-3)
+    np.testing.assert_allclose(px(v, 1.0).numpy(), (v / (1 + 1 / 1.5**2)).numpy(), rtol=1e-3)
 
 
 @pytest.mark.parametrize("nu", [1e11, 1e20, 1e300])
@@ -77,9 +79,12 @@ def test_large_integer_parameters_are_floats_not_huge_exact_numbers():
 @pytest.mark.parametrize("kind", ["halfnorm", "uniform", "exponential", "near_constant"])
 def test_degenerate_lomax_fit_gives_penalty_and_prox_quickly(kind):
     rng = np.random.default_rng(0)
-    x = {"halfnorm": np.abs(rng.normal(size=500)), "uniform": rng.uniform(size=500),
-         "exponential": rng.exponential(size=500),
-         "near_constant": 1 + 1e-9 * rng.normal(size=500)}[kind]
+    x = {
+        "halfnorm": np.abs(rng.normal(size=500)),
+        "uniform": rng.uniform(size=500),
+        "exponential": rng.exponential(size=500),
+        "near_constant": 1 + 1e-9 * rng.normal(size=500),
+    }[kind]
     fitted = priors.fit(x, families=["lomax"], gof_top=0).fits[0]
     t0 = time.perf_counter()
     pen = priors.penalty(fitted.prior())
@@ -87,8 +92,7 @@ def test_degenerate_lomax_fit_gives_penalty_and_prox_quickly(kind):
     assert time.perf_counter() - t0 < 10
     a = np.array([0.0, 0.1, 1.0, 3.0])
     logp = stats.lomax(**fitted.params).logpdf(a)
-    got = -pen.to_torch()(torch.tensor(a, dtype=torch.float64)).numpy() - float(
-        pen.log_normalizer)
+    got = -pen.to_torch()(torch.tensor(a, dtype=torch.float64)).numpy() - float(pen.log_normalizer)
     np.testing.assert_allclose(got, logp, rtol=1e-10, atol=1e-10)
     v = torch.tensor([-1.0, 0.01, 0.5, 2.0, 10.0], dtype=torch.float64)
     out = f(v, 1.0)
@@ -135,9 +139,16 @@ def test_torch_penalty_values_and_gradients_in_every_dtype(name, dtype):
     np.testing.assert_allclose(y.detach().double().numpy(), ref, rtol=_DTYPES[dtype])
     # gradient against a central difference of the reference, in 120-digit arithmetic
     with mpmath.workdps(120):
-        fd = [float((mpmath.mpf(_ref_penalty_mp(name, mpmath.mpf(xi) * (1 + mpmath.mpf(1e-30))))
-                     - _ref_penalty_mp(name, mpmath.mpf(xi) * (1 - mpmath.mpf(1e-30))))
-                    / (2 * mpmath.mpf(xi) * mpmath.mpf(1e-30))) for xi in xr]
+        fd = [
+            float(
+                (
+                    mpmath.mpf(_ref_penalty_mp(name, mpmath.mpf(xi) * (1 + mpmath.mpf(1e-30))))
+                    - _ref_penalty_mp(name, mpmath.mpf(xi) * (1 - mpmath.mpf(1e-30)))
+                )
+                / (2 * mpmath.mpf(xi) * mpmath.mpf(1e-30))
+            )
+            for xi in xr
+        ]
     np.testing.assert_allclose(g.double().numpy(), fd, rtol=max(10 * _DTYPES[dtype], 1e-12))
 
 
@@ -147,8 +158,11 @@ def test_piecewise_constant_penalty_keeps_the_input_dtype():
         assert l0(torch.tensor([0.0, 2.0], dtype=dtype)).dtype == dtype
 
 
-@pytest.mark.parametrize("bad", [torch.tensor([1 + 1j]), torch.tensor([1, 2]),
-                                 torch.tensor([True])], ids=["complex", "int", "bool"])
+@pytest.mark.parametrize(
+    "bad",
+    [torch.tensor([1 + 1j]), torch.tensor([1, 2]), torch.tensor([True])],
+    ids=["complex", "int", "bool"],
+)
 def test_torch_penalty_refuses_non_real_float_tensors(bad):
     f = priors.penalty(priors.get("laplace", b=1)).to_torch()
     with pytest.raises(TypeError, match="a: expected a real floating-point"):
@@ -156,11 +170,19 @@ def test_torch_penalty_refuses_non_real_float_tensors(bad):
 
 
 # ----------------------------------------------------------------------------- defect 12
-_PROX = {"laplace": {"b": 1}, "student_t": {"nu": 3, "s": 1}, "cauchy": {"s": 1},
-         "double_pareto": {"lam": 2.5, "s": 0.5}, "exponential": {"lam": 1},
-         "half_cauchy": {"s": 1}, "generalized_gaussian": {"p": 0.5, "s": 1},
-         "spike_and_slab": {"pi": 0.3, "sigma": 1}, "gamma": {"k": 2.5, "theta": 1},
-         "lognormal": {"mu": 0, "sigma": 1}, "horseshoe": {"tau": 1}}
+_PROX = {
+    "laplace": {"b": 1},
+    "student_t": {"nu": 3, "s": 1},
+    "cauchy": {"s": 1},
+    "double_pareto": {"lam": 2.5, "s": 0.5},
+    "exponential": {"lam": 1},
+    "half_cauchy": {"s": 1},
+    "generalized_gaussian": {"p": 0.5, "s": 1},
+    "spike_and_slab": {"pi": 0.3, "sigma": 1},
+    "gamma": {"k": 2.5, "theta": 1},
+    "lognormal": {"mu": 0, "sigma": 1},
+    "horseshoe": {"tau": 1},
+}
 
 
 @pytest.mark.parametrize("name", sorted(_PROX))
@@ -182,8 +204,13 @@ def test_prox_contract_on_nan_inf_and_t(name):
     vals = pen.to_torch()(grid)
     assert float(pen.to_torch()(m[:1])) <= float(vals.min()) + 1e-9
     assert math.isnan(f(torch.tensor([math.inf], dtype=torch.float64), math.inf))
-    for bad, exc in [("1", TypeError), (-1.0, ValueError), (math.nan, ValueError),
-                     (1 + 1j, TypeError), (None, TypeError)]:
+    for bad, exc in [
+        ("1", TypeError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (1 + 1j, TypeError),
+        (None, TypeError),
+    ]:
         with pytest.raises(exc, match="t"):
             f(v, bad)
     with pytest.raises(TypeError, match="v"):
@@ -205,14 +232,17 @@ def test_prox_nan_inf_like_pyproximal():
     np.testing.assert_array_equal(f(torch.tensor(v), 1.0).numpy(), ref)
 
 
-@pytest.mark.parametrize("prior", [priors.group_laplace(3, lam=1),
-                                   priors.mutually_exclusive(3, pi=0.3, sigma=1)],
-                         ids=["group_lasso", "exclusive"])
+@pytest.mark.parametrize(
+    "prior",
+    [priors.group_laplace(3, lam=1), priors.mutually_exclusive(3, pi=0.3, sigma=1)],
+    ids=["group_lasso", "exclusive"],
+)
 def test_group_prox_contract(prior):
     """A group with a NaN or inf is NaN (its direction is undefined); finite groups are finite."""
     f = priors.prox(priors.penalty(prior)).to_torch()
-    v = torch.tensor([[1.0, math.nan, 0.0], [math.inf, 1.0, 0.0], [2.0, -1.0, 0.5]],
-                     dtype=torch.float64)
+    v = torch.tensor(
+        [[1.0, math.nan, 0.0], [math.inf, 1.0, 0.0], [2.0, -1.0, 0.5]], dtype=torch.float64
+    )
     out = f(v, 1.0)
     assert torch.isnan(out[:2]).all() and torch.isfinite(out[2]).all()
     with pytest.raises(TypeError, match="t"):
@@ -270,8 +300,9 @@ def test_fit_warns_when_pooling_and_laplace_row_is_finite_on_cauchy_data():
         priors.fit(x.reshape(50, 100), families=["laplace"], gof_top=0)
 
 
-@pytest.mark.parametrize("seed, exc", [(-1, ValueError), (1.5, TypeError), ("0", TypeError),
-                                       (True, TypeError)])
+@pytest.mark.parametrize(
+    "seed, exc", [(-1, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)]
+)
 def test_fit_seed_is_checked(seed, exc):
     x = np.random.default_rng(0).laplace(size=100)
     with pytest.raises(exc, match="seed"):
@@ -285,8 +316,9 @@ def test_fit_complex_samples_refused():
 
 # ----------------------------------------------------------------------------- CLI (16, 19)
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "priors", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "priors", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("t", ["-1", "nan", "inf", "abc"])
