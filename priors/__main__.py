@@ -7,15 +7,21 @@ Examples
 proximal operator (closed form or numeric) and the threshold at step t (``--t``, default 1).
 """
 
+
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
-import sympy as sp
-
 __all__ = ["main"]
+
+_DESCRIPTION = (
+    "Sparsity penalties from activation priors: 'derive' prints a catalog prior's penalty, "
+    "normalizer, proximal operator and threshold; 'fit' fits scipy.stats families to "
+    "activations saved with numpy.save and ranks them."
+)
 
 
 def _parse_params(extra: Sequence[str]) -> dict[str, float]:
@@ -37,13 +43,41 @@ def _parse_params(extra: Sequence[str]) -> dict[str, float]:
     return params
 
 
+def _catalog_help() -> str:
+    """The catalog's names and parameters, for ``derive --help``."""
+    import priors
+
+    lines = ["priors and their parameters (omitted ones stay symbolic):"]
+    for name in priors.CATALOG:
+        if name == "spike_and_slab":
+            lines.append(f"  {name:<20} --pi, plus the slab's (a Gaussian slab: --sigma)")
+            continue
+        params = " ".join(f"--{p.name.replace('lambda', 'lam')}"
+                          for p in priors.get(name).params)
+        lines.append(f"  {name:<20} {params}")
+    return "\n".join(lines)
+
+
+def _step(text: str) -> float:
+    """``--t``: a finite non-negative number (argparse exits with code 2 otherwise)."""
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not math.isfinite(t) or t < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return t
+
+
 def _derive(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import sympy as sp
+
     import priors
 
     params = _parse_params(extra)
     try:
         prior = priors.get(args.name, **params)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     pen = priors.penalty(prior)
@@ -59,7 +93,7 @@ def _derive(args: argparse.Namespace, extra: Sequence[str]) -> int:
     px = priors.prox(pen)
     print(f"prox:           {px.method}")
     if px.closed_form and px.branches and args.latex:
-        print(f"  candidates:   {px.latex()}")
+        print(f"  candidates:   {_candidates_latex(px)}")
     if px.threshold_expr is not None:
         print(f"threshold:      {fmt(px.threshold_expr)}")
     if not pen.params:
@@ -71,6 +105,32 @@ def _derive(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _candidates_latex(px) -> str:
+    """The prox's candidates as the stationarity condition they solve (every symbol defined),
+    not the radical formulas (thousands of characters of nested cube roots)."""
+    import sympy as sp
+
+    y = sp.Symbol("y", positive=True)
+    eq = px.stationarity.subs(sp.Symbol("y_", positive=True), y)
+    var = "|v|" if px.symmetric else "v"
+    eq = eq.subs(sp.Symbol("w", positive=True), sp.Symbol(var))
+    sign = r"\operatorname{sign}(v)\," if px.symmetric else ""
+    return (r"x^\star \in \{0\} \cup \{" + sign + r"y : y > 0,\ " + sp.latex(eq)
+            + r" = 0\}" + "  (real roots in closed form; x* is the candidate with the lowest "
+            r"\tfrac12(x - v)^2 + t\,\mathrm{pen}(x))")
+
+
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer (argparse exits with code 2 otherwise)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return seed
+
+
 def _fit(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -79,8 +139,17 @@ def _fit(args: argparse.Namespace) -> int:
     try:
         samples = np.load(args.file)
     except (OSError, ValueError) as err:
-        print(f"error: cannot read {args.file}: {err}", file=sys.stderr)
+        why = str(err)
+        if "pickled" in why or "Failed to interpret" in why:
+            why = "not a .npy/.npz array file (save activations with numpy.save)"
+        print(f"error: cannot read {args.file}: {why}", file=sys.stderr)
         return 2
+    if isinstance(samples, np.lib.npyio.NpzFile):
+        if len(samples.files) != 1:
+            print(f"error: {args.file} holds {len(samples.files)} arrays "
+                  f"({', '.join(samples.files)}); save one array", file=sys.stderr)
+            return 2
+        samples = samples[samples.files[0]]
     zi = {"auto": "auto", "yes": True, "no": False}[args.zero_inflated]
     families = args.families.split(",") if args.families else None
     try:
@@ -95,17 +164,21 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m priors", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m priors", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("derive", help="penalty, normalizer, prox and threshold of a prior")
+    d = sub.add_parser("derive", help="penalty, normalizer, prox and threshold of a prior",
+                       description="Penalty, normalizer, prox and threshold of a catalog prior; "
+                       "parameters are given as --name value.",
+                       epilog=_catalog_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("name", help="catalog name, e.g. laplace, student_t, double_pareto")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
-    d.add_argument("--t", type=float, default=1.0, help="prox step for the threshold")
+    d.add_argument("--t", type=_step, default=1.0, metavar="T",
+                   help="prox step for the threshold, a finite number >= 0 (default 1)")
     f = sub.add_parser("fit", help="fit scipy.stats families to activations in a .npy file")
     f.add_argument("file")
     f.add_argument("--families", default=None, help="comma-separated scipy.stats names")
     f.add_argument("--zero-inflated", choices=("auto", "yes", "no"), default="auto")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=_seed, default=0, help="a non-negative integer (default 0)")
     f.add_argument("--penalty", action="store_true", help="also print the best fit's penalty")
     args, extra = parser.parse_known_args(argv)
     if args.command == "derive":

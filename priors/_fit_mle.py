@@ -36,13 +36,24 @@ def as_samples(samples: object) -> np.ndarray:
     """Flatten ``samples`` (array-like or torch tensor) to a float64 vector, validated."""
     if hasattr(samples, "detach") and hasattr(samples, "cpu"):  # torch tensor, any device
         samples = samples.detach().cpu().double().numpy()
+    if np.iscomplexobj(samples):
+        raise TypeError("samples must be real numbers; got complex values")
     try:
-        x = np.asarray(samples, dtype=np.float64).ravel()
+        arr = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"samples must be an array of real numbers (or a torch tensor); got "
             f"{type(samples).__name__}"
         ) from exc
+    if arr.ndim > 1:
+        warnings.warn(
+            f"samples has shape {arr.shape}: all {arr.size} values are fitted as one sample "
+            "(pooled over features); pass samples.ravel() to silence this, or fit each "
+            "feature's column separately",
+            UserWarning,
+            stacklevel=3,
+        )
+    x = arr.ravel()
     n_nan = int(np.isnan(x).sum())
     if n_nan:
         raise ValueError(f"samples contains {n_nan} NaN value(s) out of {x.size}; drop them first")
@@ -90,6 +101,15 @@ def param_names(name: str) -> tuple[str, ...]:
     return (*shapes, "loc", "scale")
 
 
+def logpdf(name: str, x: np.ndarray, *theta: float) -> np.ndarray:
+    """``dist.logpdf(x, *theta)``, in closed form where scipy takes the log of an underflowed
+    density (Laplace: ``|x − loc|/scale > 745`` gives −inf, e.g. on Cauchy data)."""
+    if name == "laplace":
+        loc, scale = theta
+        return -np.log(2 * scale) - np.abs(np.asarray(x, dtype=np.float64) - loc) / scale
+    return getattr(stats, name).logpdf(x, *theta)
+
+
 def mle(name: str, x: np.ndarray, fixed_loc: bool) -> tuple[dict[str, float], float]:
     """Maximum-likelihood parameters of family ``name`` on ``x`` and the log-likelihood.
 
@@ -102,7 +122,7 @@ def mle(name: str, x: np.ndarray, fixed_loc: bool) -> tuple[dict[str, float], fl
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         theta = dist.fit(x, **kwargs)
-        loglik = float(np.sum(dist.logpdf(x, *theta)))
+        loglik = float(np.sum(logpdf(name, x, *theta)))
     params = {k: float(v) for k, v in zip(param_names(name), theta)}
     if not math.isfinite(loglik):
         raise RuntimeError(f"{name}: log-likelihood at the fitted parameters is {loglik}")

@@ -14,7 +14,7 @@ from scipy import integrate
 
 from ._symbolic import NUMPY_MODULES, ImproperPriorError
 
-__all__ = ["divergence_reason", "half_line_pieces", "normalizer"]
+__all__ = ["divergence_reason", "half_line_pieces", "normalizer", "tame"]
 
 _Y = sp.Symbol("y_", positive=True)
 
@@ -46,17 +46,39 @@ def _split_piecewise(res: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
     return res, sp.true
 
 
+def tame(expr: sp.Expr, top: float = 10.0) -> bool:
+    """Whether every numeric exponent and float in ``expr`` is within ``[1/top, top]`` in size:
+    sympy's integrals and limits of ``exp(−w|a|^−69045)`` build dense polynomials of that
+    degree and run for minutes."""
+    for p in expr.atoms(sp.Pow):
+        if p.exp.is_number and p.exp != 0 and not 1 / top <= abs(float(p.exp)) <= top:
+            return False
+    return all(f == 0 or 1e-100 <= abs(float(f)) <= 1e100 for f in expr.atoms(sp.Float))
+
+
 @lru_cache(maxsize=256)
 def _integrate_half_line(piece: sp.Expr) -> tuple[sp.Expr, sp.Basic]:
-    res = sp.integrate(piece, (_Y, 0, sp.oo), conds="piecewise")
+    if not tame(piece):  # quadrature instead (numeric pieces; symbolic ones stay unevaluated)
+        return sp.Integral(piece, (_Y, 0, sp.oo)), sp.true
+    try:
+        res = sp.integrate(piece, (_Y, 0, sp.oo), conds="piecewise")
+    except (ValueError, ArithmeticError, NotImplementedError, TypeError, AttributeError,
+            KeyError, IndexError, RecursionError):
+        # sympy's own failures on extreme exponents (|a|^1e-300: decimal.InvalidOperation;
+        # |a|^1e300: Meijer G parameters): leave it unevaluated, the caller integrates
+        # numerically when the piece is numeric
+        return sp.Integral(piece, (_Y, 0, sp.oo)), sp.true
     return _split_piecewise(res)
 
 
 def divergence_reason(piece: sp.Expr) -> str | None:
     """Why ``∫_0^∞ piece dy`` diverges, from the behaviour of ``y·piece`` at 0 and at ∞.
 
-    Returns None when neither end is conclusive.
+    Returns None when neither end is conclusive, or when the exponents are too large for
+    sympy's limits (see :func:`tame`).
     """
+    if not tame(piece):
+        return None
     reasons = []
     try:
         tail = sp.limit(piece * _Y, _Y, sp.oo)
@@ -78,8 +100,8 @@ def _numeric_half_line(piece: sp.Expr) -> float:
     f = sp.lambdify(_Y, piece, modules=NUMPY_MODULES)
 
     def g(y):
-        with np.errstate(all="ignore"):
-            return float(f(y))
+        with np.errstate(all="ignore"):  # numpy floats: overflow gives inf, not an exception
+            return float(f(np.float64(y)))
 
     # split at 1 so that singular heads and slow tails are handled separately
     a, _ = integrate.quad(g, 0, 1, limit=200)
@@ -108,12 +130,12 @@ def normalizer(expr: sp.Expr, vars_, support: sp.Set) -> tuple[sp.Expr, sp.Basic
             # numeric: a cheap divergence test first (sympy may take long on such integrals)
             why = divergence_reason(piece)
             if why:
-                raise ImproperPriorError(f"∫ {expr} d{var} over {support} diverges: {why}")
+                raise ImproperPriorError(f"∫ {expr!s} d{var} over {support} diverges: {why}")
         val, cond = _integrate_half_line(piece)
         if val is sp.oo or val is sp.zoo or val is sp.nan:
             why = divergence_reason(piece)
             raise ImproperPriorError(
-                f"∫ {expr} d{var} over {support} diverges" + (f": {why}" if why else "")
+                f"∫ {expr!s} d{var} over {support} diverges" + (f": {why}" if why else "")
             )
         if val.has(sp.Integral):
             if val.free_symbols - {_Y}:
@@ -122,17 +144,17 @@ def normalizer(expr: sp.Expr, vars_, support: sp.Set) -> tuple[sp.Expr, sp.Basic
             if not np.isfinite(num):
                 why = divergence_reason(piece)
                 raise ImproperPriorError(
-                    f"∫ {expr} d{var} over {support} diverges" + (f": {why}" if why else "")
+                    f"∫ {expr!s} d{var} over {support} diverges" + (f": {why}" if why else "")
                 )
             val = sp.Float(num)
         total += val
         conds.append(cond)
     cond = sp.And(*conds) if conds else sp.true
     if cond is sp.false:
-        raise ImproperPriorError(f"∫ {expr} d{var} over {support} diverges for these parameters")
+        raise ImproperPriorError(f"∫ {expr!s} d{var} over {support} diverges for these parameters")
     total = sp.simplify(total)
     if total.is_number and not (0 < float(sp.re(total.evalf(30))) < float("inf")):
         raise ImproperPriorError(
-            f"∫ {expr} d{var} over {support} = {total}: not a finite positive normalizer"
+            f"∫ {expr!s} d{var} over {support} = {total!s}: not a finite positive normalizer"
         )
     return total, cond

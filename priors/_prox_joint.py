@@ -13,18 +13,20 @@ below :mod:`priors.prox`, which composes them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from ._prox_numeric import check_t, check_v
+
 __all__ = ["exclusive_torch", "radial_torch"]
 
 
 def _check_group(v: Any, dim: int) -> None:
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
-    if v.shape[-1] != dim:
+    check_v(v)
+    if v.ndim == 0 or v.shape[-1] != dim:
         raise ValueError(f"v: expected last dimension {dim}, got {tuple(v.shape)}")
 
 
@@ -37,10 +39,13 @@ def radial_torch(dim: int, inner: Any) -> Callable:
         with torch.no_grad():
             v64 = v.detach().to(torch.float64)
             n = torch.linalg.vector_norm(v64, dim=-1)
-            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(n)
+            t64 = check_t(t, v.device).expand_as(n)
             rho = f1(n, t64)
             scale = torch.where(n > 0, rho / torch.where(n > 0, n, 1.0), 0.0)
-            return (scale.unsqueeze(-1) * v64).to(v.dtype)
+            # a group with a NaN or inf is NaN: its direction is undefined
+            out = torch.where(torch.isfinite(n).unsqueeze(-1), scale.unsqueeze(-1) * v64,
+                              math.nan)
+            return out.to(v.dtype)
 
     return f
 
@@ -57,7 +62,7 @@ def exclusive_torch(dim: int, inner: Any, coord: Any) -> Callable:
         _check_group(v, dim)
         with torch.no_grad():
             v64 = v.detach().to(torch.float64)
-            t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device)
+            t64 = check_t(t, v.device)
             t64 = t64.unsqueeze(-1).expand_as(v64) if t64.ndim else t64.expand_as(v64)
             x = f1(v64, t64)
             gain = 0.5 * v64**2 - (0.5 * (x - v64) ** 2 + t64 * g(x))
@@ -65,6 +70,7 @@ def exclusive_torch(dim: int, inner: Any, coord: Any) -> Callable:
             keep = torch.gather(gain, -1, best) > 0
             out = torch.zeros_like(v64)
             out.scatter_(-1, best, torch.where(keep, torch.gather(x, -1, best), 0.0))
-            return out.to(v.dtype)
+            finite = torch.isfinite(v64).all(-1, keepdim=True)  # NaN/inf groups are NaN
+            return torch.where(finite, out, math.nan).to(v.dtype)
 
     return f

@@ -20,13 +20,19 @@ from scipy import optimize
 
 from ._torch_compile import compile_torch
 
-__all__ = ["numeric_prox_1d", "penalty_minimizer"]
+__all__ = ["check_t", "check_v", "finish", "finite_inputs", "numeric_prox_1d",
+           "penalty_minimizer", "prox_inputs"]
 
 _GOLD = (math.sqrt(5) - 1) / 2
 
 
 def penalty_minimizer(pen, lo: float, hi: float) -> float:
-    """Global minimizer of a numeric univariate penalty on [lo, hi] (grid + bounded Brent)."""
+    """Global minimizer of a numeric univariate penalty on [lo, hi] (grid + bounded Brent,
+    then Newton on ``pen'``; 0 when it is no worse)."""
+    return _polish_minimizer(pen, _grid_minimizer(pen, lo, hi), lo, hi)
+
+
+def _grid_minimizer(pen, lo: float, hi: float) -> float:
     f = pen.to_numpy()
     a_lo = max(lo, -1e3) if math.isfinite(lo) else -1e3
     a_hi = min(hi, 1e3) if math.isfinite(hi) else 1e3
@@ -57,15 +63,92 @@ def penalty_minimizer(pen, lo: float, hi: float) -> float:
     return float(grid[k])
 
 
-def prox_inputs(v: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a prox call's arguments; return ``v`` and ``t`` as float64 tensors of v's shape."""
+def check_v(v) -> None:
+    """``v`` must be a real floating-point tensor (the prox returns its dtype)."""
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"v: expected a torch.Tensor, got {type(v).__name__}")
-    v64 = v.detach().to(torch.float64)
-    t64 = torch.as_tensor(t, dtype=torch.float64, device=v.device).expand_as(v64)
+    if v.is_complex() or not v.is_floating_point():
+        raise TypeError(f"v: expected a real floating-point tensor, got dtype {v.dtype}")
+
+
+def check_t(t, device=None) -> torch.Tensor:
+    """``t`` as a float64 tensor: a real number or real tensor, ``0 ≤ t ≤ inf``, never NaN."""
+    if isinstance(t, torch.Tensor):
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"t: expected a real step size, got a tensor of dtype {t.dtype}")
+    elif isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"t: expected a non-negative real number or tensor, got {type(t).__name__} {t!r}"
+        )
+    t64 = torch.as_tensor(t, dtype=torch.float64, device=device)
+    if torch.any(torch.isnan(t64)):
+        raise ValueError("t: expected a non-negative step size, got NaN")
     if torch.any(t64 < 0):
-        raise ValueError("t: expected a non-negative step size")
+        raise ValueError(f"t: expected a non-negative step size, got min {t64.min().item():g}")
+    return t64
+
+
+def _polish_minimizer(pen, m: float, lo: float, hi: float) -> float:
+    """Newton steps on ``pen'`` from the numeric minimizer ``m``; 0 when it is no worse."""
+    f = pen.to_numpy()
+    d1 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var), modules="numpy")
+    d2 = sp.lambdify(pen.var, sp.diff(pen.expr, pen.var, 2), modules="numpy")
+    with np.errstate(all="ignore"):
+        for _ in range(4):
+            try:
+                step = float(d1(m)) / float(d2(m))
+            except Exception:  # noqa: BLE001 - kinks (DiracDelta), 0/0: keep the numeric m
+                break
+            m_new = m - step
+            # near the minimum pen is flat to rounding: judge the step by |pen'|
+            if not (np.isfinite(m_new) and lo <= m_new <= hi
+                    and abs(float(d1(m_new))) < abs(float(d1(m)))
+                    and float(f(m_new)) <= float(f(m)) + 1e-12 * (1 + abs(float(f(m))))):
+                break
+            m = m_new
+        if lo <= 0 <= hi and float(f(0.0)) <= float(f(m)):
+            return 0.0
+    return m
+
+
+def prox_inputs(v: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a prox call's arguments; return ``v`` and ``t`` as float64 tensors of v's shape."""
+    check_v(v)
+    v64 = v.detach().to(torch.float64)
+    t64 = check_t(t, v.device)
+    try:
+        t64 = t64.expand_as(v64)
+    except RuntimeError:
+        raise ValueError(
+            f"t: shape {tuple(t64.shape)} does not broadcast to v's shape {tuple(v64.shape)}"
+        ) from None
     return v64, t64
+
+
+def finite_inputs(v64: torch.Tensor, t64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``v`` and ``t`` with NaN/inf replaced by 0 and 1, for the solvers; see :func:`finish`."""
+    return (torch.where(torch.isfinite(v64), v64, 0.0),
+            torch.where(torch.isinf(t64), 1.0, t64))
+
+
+def finish(out: torch.Tensor, v64: torch.Tensor, t64: torch.Tensor, support,
+           minimizer: Callable[[], float]) -> torch.Tensor:
+    r"""Apply the prox's contract where the inputs are not finite.
+
+    ``v = NaN`` gives NaN (as numpy and pyproximal do); ``t = inf`` gives the penalty's
+    minimizer (``minimizer()``, computed only when needed); ``v = ±inf`` (finite ``t``) gives
+    the limit of ``prox_t(v)``, the end of the support on that side (``±inf`` on ℝ);
+    ``v = ±inf`` with ``t = inf`` is indeterminate: NaN.
+    """
+    t_inf = torch.isinf(t64)
+    if bool(t_inf.any()):
+        out = torch.where(t_inf, torch.full_like(out, float(minimizer())), out)
+    lo = float(support.inf) if support.inf.is_finite else -math.inf
+    hi = float(support.sup) if support.sup.is_finite else math.inf
+    out = torch.where(v64 == math.inf, hi, out)
+    out = torch.where(v64 == -math.inf, lo, out)
+    bad = torch.isnan(v64) | (torch.isinf(v64) & t_inf)
+    return torch.where(bad, math.nan, out)
 
 
 def numeric_prox_1d(pen, pen_t: Callable, n_grid: int = 64, n_golden: int = 60,
@@ -141,10 +224,12 @@ def numeric_prox_1d(pen, pen_t: Callable, n_grid: int = 64, n_golden: int = 60,
     def f(v: torch.Tensor, t) -> torch.Tensor:
         with torch.no_grad():
             v64, t64 = prox_inputs(v, t)
-            flat_v, flat_t = v64.reshape(-1), t64.reshape(-1)
+            vf, tf = finite_inputs(v64, t64)
+            flat_v, flat_t = vf.reshape(-1), tf.reshape(-1)
             out = torch.empty_like(flat_v)
             for i in range(0, flat_v.numel(), chunk):
                 out[i : i + chunk] = solve_chunk(flat_v[i : i + chunk], flat_t[i : i + chunk])
-            return out.reshape(v.shape).to(v.dtype)
+            out = finish(out.reshape(v.shape), v64, t64, sup, lambda: m)
+            return out.to(v.dtype)
 
     return f

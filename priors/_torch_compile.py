@@ -16,7 +16,9 @@ import sympy as sp
 import torch
 from sympy.printing.pytorch import TorchPrinter
 
-__all__ = ["LogE1", "compile_torch", "expint1", "log_expint1"]
+from ._symbolic import stable_form
+
+__all__ = ["LogE1", "LogExpE1", "compile_torch", "expint1", "log_exp_expint1", "log_expint1"]
 
 
 class LogE1(sp.Function):
@@ -50,6 +52,30 @@ class LogE1(sp.Function):
 
     def _latex(self, printer):
         return r"\log E_1\left(" + printer._print(self.args[0]) + r"\right)"
+
+
+class LogExpE1(sp.Function):
+    r"""``z + log E_1(z) = log(e^z E_1(z))`` for ``z > 0``: the horseshoe's penalty without the
+    cancellation of ``z`` against ``log E_1(z) ≈ −z − log z`` at large ``z``.
+
+    Notes
+    -----
+    :math:`\frac{d}{dz}\log(e^z E_1(z)) = 1 - e^{-z} / (z E_1(z))`.
+    """
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        return 1 - sp.exp(-z) / (z * sp.expint(1, z))
+
+    def _eval_evalf(self, prec):
+        z = self.args[0]._eval_evalf(prec)
+        if z is None or not z.is_Number:
+            return None
+        return (z + sp.log(sp.expint(1, z))).evalf(prec)
+
+    def _latex(self, printer):
+        a = printer._print(self.args[0])
+        return r"\log\left(e^{" + a + r"} E_1\left(" + a + r"\right)\right)"
 
 
 def _as_tensor_like(x, ref):
@@ -198,6 +224,16 @@ def log_expint1(z):
     return torch.where(small, torch.log(_e1_series(zs)), torch.log(_exp_e1_cf(zl)) - zl)
 
 
+def log_exp_expint1(z):
+    """``z + log E_1(z)`` for ``z > 0`` (tensor), stable for large ``z`` (≈ −log z)."""
+    if not isinstance(z, torch.Tensor):
+        return float(z) + log_expint1(z)
+    small = z <= 1
+    zs = torch.where(small, z, torch.ones_like(z))
+    zl = torch.where(small, torch.full_like(z, 2.0), z)
+    return torch.where(small, torch.log(_e1_series(zs)) + zs, torch.log(_exp_e1_cf(zl)))
+
+
 def expint1(z):
     """``E_1(z)`` for ``z > 0`` (tensor)."""
     return torch.exp(log_expint1(z))
@@ -233,6 +269,12 @@ class _Printer(TorchPrinter):
 
     def _print_LogE1(self, expr):
         return f"_log_expint1({self._print(expr.args[0])})"
+
+    def _print_LogExpE1(self, expr):
+        return f"_log_exp_expint1({self._print(expr.args[0])})"
+
+    def _print_log1p(self, expr):
+        return f"torch.log1p({self._print(expr.args[0])})"
 
     def _print_Pow(self, expr):
         base, exp = expr.args
@@ -277,18 +319,22 @@ _NAMESPACE = {
     "_abs_pow": _abs_pow,
     "_expint": _expint,
     "_log_expint1": log_expint1,
+    "_log_exp_expint1": log_exp_expint1,
     "math": math,
 }
 
 
 def rewrite_for_torch(expr: sp.Expr) -> sp.Expr:
-    """Rewrite ``log(expint(1, z))`` into :class:`LogE1` (stable) before printing."""
-    return expr.replace(
+    """Stable forms before printing: ``log(expint(1, z))`` as ``LogExpE1(z) − z`` (so that a
+    ``−z`` beside it cancels symbolically, not in floating point), ``log(1 + x)`` as
+    ``log1p(x)`` (:func:`priors._symbolic.stable_form`)."""
+    expr = expr.replace(
         lambda e: isinstance(e, sp.log)
         and isinstance(e.args[0], sp.expint)
         and e.args[0].args[0] == 1,
-        lambda e: LogE1(e.args[0].args[1]),
+        lambda e: LogExpE1(e.args[0].args[1]) - e.args[0].args[1],
     )
+    return stable_form(expr)
 
 
 def compile_torch(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable:

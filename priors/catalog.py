@@ -42,6 +42,11 @@ A = sp.Symbol("a", real=True)
 R_PLUS = sp.Interval(0, sp.oo)
 
 
+#: the range of a positive parameter: scales beyond 1e±100 overflow float64 (a²/s² at s = 1e-300)
+#: and p = 1e5 makes the generalized Gaussian an indicator that the prox solver cannot resolve
+_RANGE = {"p": (1e-2, 100.0), "nu": (1e-100, 1e10)}
+
+
 def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
     """Parameter ``name``: its numeric value if given (checked), else its symbol."""
     sym = param_symbol(name)
@@ -55,6 +60,12 @@ def _p(name: str, values: dict, *, lower: float | None = None) -> sp.Expr:
     except ValueError as err:
         raise ValueError(f"parameter {name}: {err}") from None
     check_param_value(sym, val)
+    lo, hi = _RANGE.get(name, (1e-100, 1e100))
+    if sym.is_positive and val.is_number and not lo * (1 - 1e-12) <= float(val) <= hi * (1 + 1e-12):
+        raise ValueError(
+            f"parameter {name}: expected a value in [{lo:g}, {hi:g}] (float64 overflows or the "
+            f"penalty degenerates beyond), got {raw}"
+        )
     if lower is not None and val.is_number and not val > lower:
         raise ImproperPriorError(
             f"parameter {name}: the prior is proper only for {name} > {lower}, got {raw}"
@@ -84,10 +95,32 @@ def cauchy(**v) -> Prior:
     return _finish("cauchy", 1 / (sp.pi * s * (1 + A**2 / s**2)), sp.Reals, v)
 
 
+#: the largest ν accepted: beyond it the Student-t is the Gaussian to within float64 (log-density
+#: error ~ a⁴/(4ν)) and the prox's cubic has coefficients whose cube overflows
+NU_MAX = 1e10
+
+
+def _gamma_ratio(nu: sp.Expr) -> sp.Expr:
+    """``Γ((ν+1)/2)/Γ(ν/2)``: exact for small rational ν, else from log-gammas (a Float)."""
+    if not nu.is_number or (nu.is_Rational and nu <= 200):
+        return sp.gamma((nu + 1) / 2) / sp.gamma(nu / 2)
+    import mpmath
+
+    with mpmath.workdps(30):
+        x = mpmath.mpf(str(sp.Float(nu, 30)))
+        return sp.Float(mpmath.exp(mpmath.loggamma((x + 1) / 2) - mpmath.loggamma(x / 2)), 17)
+
+
 def student_t(**v) -> Prior:
     nu, s = _p("nu", v), _p("s", v)
-    c = sp.gamma((nu + 1) / 2) / (sp.gamma(nu / 2) * sp.sqrt(nu * sp.pi) * s)
-    return _finish("student_t", c * (1 + A**2 / (nu * s**2)) ** (-(nu + 1) / 2), sp.Reals, v)
+    if nu.is_number and nu > NU_MAX:
+        raise ValueError(
+            f"parameter nu: at most {NU_MAX:g} is supported, got {float(nu):g}; the Student-t is "
+            "then the Gaussian to within float64: use priors.get('gaussian', sigma=s)"
+        )
+    c = _gamma_ratio(nu) / (sp.sqrt(nu * sp.pi) * s)
+    return _finish("student_t", c * (1 + A**2 / (nu * s**2)) ** (-(nu + 1) / 2), sp.Reals, v,
+                   meta={"param_max": {"nu": NU_MAX}})
 
 
 def generalized_gaussian(**v) -> Prior:
@@ -198,7 +231,7 @@ def get(name: str, **params: Any) -> Prior:
         raise TypeError(f"name: expected a string, got {type(name).__name__}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in CATALOG:
-        raise ValueError(f"unknown prior {name!r}; known: {', '.join(sorted(CATALOG))}")
+        raise ValueError(f"name: unknown prior {name!r}; known: {', '.join(sorted(CATALOG))}")
     if "lambda" in params:
         params["lam"] = params.pop("lambda")
     return CATALOG[key](**params)

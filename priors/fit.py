@@ -26,6 +26,9 @@ from priors._fit_mle import (
     mle,
     n_free_params,
 )
+from priors._fit_mle import (
+    logpdf as _logpdf,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -95,9 +98,10 @@ class FamilyFit:
         """
         x = np.asarray(x, dtype=np.float64)
         with np.errstate(divide="ignore"):
+            theta = tuple(self.params.values())
             if not self.hurdle:
-                return self.dist.logpdf(x)
-            out = np.log(self.pi) + self.dist.logpdf(np.where(x == 0, 1.0, x))
+                return _logpdf(self.family, x, *theta)
+            out = np.log(self.pi) + _logpdf(self.family, np.where(x == 0, 1.0, x), *theta)
             return np.where(x == 0, np.log1p(-self.pi), out)
 
     def prior(self) -> Any:
@@ -218,7 +222,9 @@ def fit(
     Parameters
     ----------
     samples : array_like or torch.Tensor, any shape
-        Activation values; flattened. No NaN or inf; at least 10 values.
+        Activation values; No NaN or inf; at least 10 values.  Arrays with more than one
+        dimension (e.g. ``(n, d)`` activations) are pooled into one sample, with a
+        ``UserWarning``; pass ``samples.ravel()`` to pool silently.
     families : str or sequence of str, optional
         scipy.stats names among ``laplace, cauchy, t, gennorm, norm`` (real line) and
         ``halfgennorm, halfcauchy, lognorm, gamma, expon, lomax, genpareto, invgamma``
@@ -243,7 +249,8 @@ def fit(
     max_samples : int or None
         Fit on a seeded random subsample of at most this many values (None: all).
     seed : int, numpy Generator or None
-        Seeds the subsampling and the bootstrap; the same seed gives the same report.
+        Seeds the subsampling and the bootstrap (a non-negative int); the same seed gives the
+        same report.  The global NumPy RNG is never used.
     progress : bool
         Show a tqdm bar over the families.
 
@@ -283,6 +290,7 @@ def fit(
     >>> report.best_fit.family
     'laplace'
     """
+    _check_seed(seed)
     x = as_samples(samples)
     names = as_families(families)
     if zero_inflated not in ("auto", True, False):
@@ -379,6 +387,18 @@ def fit(
         seed=seed if isinstance(seed, int) else None,
         samples=x,
     )
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is None or isinstance(seed, np.random.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"seed must be a non-negative int, a numpy Generator or None; got "
+            f"{type(seed).__name__} {seed!r}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed}")
 
 
 def _replace(f: FamilyFit, **changes: Any) -> FamilyFit:

@@ -49,7 +49,7 @@ def _weight_condition(pen: Penalty) -> sp.Basic | None:
     return sp.simplify(sp.And(*conds))
 
 
-def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
+def prior_from_penalty(expr: Any, var: Any = None, support: Any = None,
                        name: str = "from_penalty") -> Prior:
     r"""The normalized prior ``exp(−pen)/Z`` of a penalty.
 
@@ -58,8 +58,10 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
     expr : sympy.Expr, str or Penalty
         The penalty (a :class:`Penalty` carries its own variable and support).
     var : sympy.Symbol
-        Its variable (univariate).
-    support : {"real", "positive"} or sympy.Set
+        Its variable (univariate).  A positive symbol means the support [0, ∞) (sympy writes
+        ``|a|`` as ``a`` for it); declare it ``real=True`` for a penalty on the real line.
+    support : {"real", "positive"}, sympy.Set or None
+        None (default): the real line, or [0, ∞) for a positive or non-negative ``var``.
 
     Returns
     -------
@@ -81,6 +83,8 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
     >>> p.meta["normalizable_if"]
     lambda > 1
     """
+    if not isinstance(expr, Penalty) and var is None:
+        raise TypeError("var: expected the penalty's variable (a sympy Symbol), got None")
     pen = expr if isinstance(expr, Penalty) else Penalty(expr, var, support)
     if pen.dim != 1:
         return _joint_prior(pen, name)
@@ -96,12 +100,12 @@ def prior_from_penalty(expr: Any, var: Any = None, support: Any = "real",
             hint = " No positive multiple w·pen is proper either."
         else:
             hint = f" The penalty w·pen is proper for {wc} (w = weight)."
-        raise ImproperPriorError(f"penalty {pen.expr} gives an improper prior: {err}.{hint}") \
+        raise ImproperPriorError(f"penalty {pen.expr!s} gives an improper prior: {err}.{hint}") \
             from None
     if cond is not sp.true and cond is not True:
         cond = sp.simplify(cond)
         if cond is sp.false:
-            raise ImproperPriorError(f"penalty {pen.expr}: ∫ exp(−pen) diverges")
+            raise ImproperPriorError(f"penalty {pen.expr!s}: ∫ exp(−pen) diverges")
     z = sp.gammasimp(sp.simplify(z))
     density = dens / z
     params = tuple(sorted(density.free_symbols - {a}, key=lambda s: s.name))
@@ -122,7 +126,7 @@ def _joint_prior(pen: Penalty, name: str) -> Prior:
     if val is sp.oo or val.has(sp.Integral):
         why = divergence_reason(integrand)
         raise ImproperPriorError(
-            f"penalty {pen.expr} gives an improper prior" + (f": {why}" if why else "")
+            f"penalty {pen.expr!s} gives an improper prior" + (f": {why}" if why else "")
         )
     z = sp.gammasimp(2 * sp.pi ** sp.Rational(d, 2) / sp.gamma(sp.Rational(d, 2)) * val)
     density = exp_neg(pen.expr) / z

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from ._symbolic import param_symbol, to_sympy_number
@@ -31,9 +32,17 @@ __all__ = ["group_laplace", "multivariate_t", "mutually_exclusive", "radial_prof
            "scale_mixture"]
 
 
-def _vars(d: int) -> tuple[sp.Symbol, ...]:
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"d: expected a positive integer group size, got {d!r}")
+#: the largest group sizes: the symbolic priors have O(d) terms (O(d²) when mutually exclusive)
+D_MAX = 1024
+D_MAX_EXCLUSIVE = 64
+
+
+def _vars(d: int, top: int = D_MAX) -> tuple[sp.Symbol, ...]:
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(f"d: expected a positive integer group size, got {d!r}")
+    if not 1 <= d <= top:
+        raise ValueError(f"d: expected a group size in [1, {top}], got {d}")
+    d = int(d)
     return tuple(sp.Symbol(f"a{i + 1}", real=True) for i in range(d))
 
 
@@ -69,6 +78,7 @@ def group_laplace(d: int, lam: float | None = None) -> Prior:
     ``p(a) = λ^d Γ(d/2) / (2π^{d/2} Γ(d)) e^{−λ‖a‖}``.
     """
     vs = _vars(d)
+    d = len(vs)
     lam_ = _param("lam", lam)
     log_z = sp.log(2 * sp.pi ** sp.Rational(d, 2) * sp.gamma(d) / (sp.gamma(sp.Rational(d, 2))
                                                                     * lam_**d))
@@ -78,6 +88,7 @@ def group_laplace(d: int, lam: float | None = None) -> Prior:
 def multivariate_t(d: int, nu: float | None = None) -> Prior:
     r"""Multivariate t: ``p(a) = Γ((ν+d)/2)/(Γ(ν/2)(νπ)^{d/2}) (1 + ‖a‖²/ν)^{−(ν+d)/2}``."""
     vs = _vars(d)
+    d = len(vs)
     nu_ = _param("nu", nu)
     f_r = (nu_ + d) / 2 * sp.log(1 + R**2 / nu_)
     log_z = sp.log(sp.gamma(nu_ / 2) * (nu_ * sp.pi) ** sp.Rational(d, 2)
@@ -98,7 +109,8 @@ def mutually_exclusive(d: int, pi: float | None = None, slab: Prior | str = "gau
     slab : Prior or str
         Density ``g`` of the active feature (catalog name with ``slab_params``, or a Prior).
     """
-    vs = _vars(d)
+    vs = _vars(d, D_MAX_EXCLUSIVE)
+    d = len(vs)
     if isinstance(slab, str):
         slab = get(slab, **slab_params)
     elif slab_params:
@@ -115,8 +127,11 @@ def mutually_exclusive(d: int, pi: float | None = None, slab: Prior | str = "gau
     l0 = sp.simplify(sp.log((1 - w) * d / w) + g_pen.log_normalizer)
     x = slab.var
     coord = [sp.Piecewise((0, sp.Eq(v, 0)), (l0 + g_pen.expr.subs(x, v), True)) for v in vs]
-    count = sum(sp.Piecewise((1, sp.Ne(v, 0)), (0, True)) for v in vs)
-    pen_expr = sp.Piecewise((sp.oo, count > 1), (sum(coord), True))
+    # ‖a‖₀ > 1 as "two coordinates are non-zero": a condition on a sum of Piecewise indicators
+    # is folded by sympy in time exponential in d
+    more_than_one = sp.Or(*[sp.And(sp.Ne(vs[i], 0), sp.Ne(vs[j], 0))
+                            for i in range(d) for j in range(i + 1, d)])
+    pen_expr = sp.Piecewise((sp.oo, more_than_one), (sp.Add(*coord), True), evaluate=False)
     coord_pen = Penalty(sp.Piecewise((0, sp.Eq(x, 0)), (l0 + g_pen.expr, True)), x,
                         g_pen.support, None, True)
     ai = sp.Symbol("a_i", real=True)

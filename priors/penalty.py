@@ -25,7 +25,16 @@ from typing import Any
 import sympy as sp
 
 from . import _convexity
-from ._symbolic import NUMPY_MODULES, as_support, as_vars, branch, real_var, to_sympy_number
+from ._symbolic import (
+    NUMPY_MODULES,
+    as_support,
+    as_vars,
+    branch,
+    by_name,
+    default_support,
+    real_var,
+    to_sympy_number,
+)
 from ._torch_compile import compile_torch
 
 __all__ = ["Penalty", "branch", "penalty", "radial_profile", "split_constant"]
@@ -65,8 +74,10 @@ class Penalty:
         The penalty on its support (outside it the penalty is +∞).
     var : sympy.Symbol or tuple of Symbol
         The variable, or the variables of a non-separable (joint) penalty.
-    support : {"real", "positive"} or sympy.Set
-        Where the penalty is finite; the indicator ``ι_support`` is implied.
+    support : {"real", "positive"}, sympy.Set or None
+        Where the penalty is finite; the indicator ``ι_support`` is implied.  None (default):
+        the real line, or [0, ∞) for a positive or non-negative ``var`` (sympy writes ``|a|``
+        as ``a`` for such a symbol).
     log_normalizer : sympy.Expr, optional
         ``log ∫ exp(−pen)``, the constant dropped from ``−log p`` (None if unknown).
     zero_at_zero : bool, optional
@@ -83,7 +94,7 @@ class Penalty:
 
     expr: Any
     var: Any
-    support: Any = "real"
+    support: Any = None
     log_normalizer: Any = None
     zero_at_zero: bool | None = None
     # a Prior, not annotated as one: priors.prior imports this module (Prior.penalty)
@@ -92,11 +103,19 @@ class Penalty:
 
     def __post_init__(self):
         vs = as_vars(self.var)
+        support = default_support(self.support, vs)
         rv = tuple(real_var(v) for v in vs)
-        expr = sp.sympify(self.expr).subs(dict(zip(vs, rv)))
+        try:
+            expr = sp.sympify(self.expr)
+        except (sp.SympifyError, TypeError) as err:
+            raise TypeError(f"expr: expected a sympy expression or a string, got {self.expr!r}") \
+                from err
+        if not isinstance(expr, sp.Expr):
+            raise TypeError(f"expr: expected a sympy expression, got {type(expr).__name__}")
+        expr = by_name(expr, vs, rv)
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "var", rv[0] if len(rv) == 1 else rv)
-        object.__setattr__(self, "support", as_support(self.support, len(rv)))
+        object.__setattr__(self, "support", as_support(support, len(rv)))
         if self.log_normalizer is not None:
             object.__setattr__(self, "log_normalizer", sp.sympify(self.log_normalizer))
         if self.zero_at_zero is None and len(rv) == 1:
@@ -329,6 +348,18 @@ def _compile_spike_and_slab(pen: Penalty, slab: Penalty) -> Callable:
     return f
 
 
+def _working_tensor(a):
+    """``a`` in the precision the penalty is computed in: float16/bfloat16 in float32 (their
+    range ends at 65504 and their 8 or 11 bits lose the penalty), else its own dtype."""
+    import torch
+
+    if not isinstance(a, torch.Tensor):
+        raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+    if a.is_complex() or not a.is_floating_point():
+        raise TypeError(f"a: expected a real floating-point tensor, got dtype {a.dtype}")
+    return a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
+
+
 def _compile_penalty(pen: Penalty) -> Callable:
     import torch
 
@@ -351,15 +382,7 @@ def _compile_penalty(pen: Penalty) -> Callable:
     # polynomials are finite everywhere: no need to move points outside the support
     polynomial = pen.expr.is_polynomial(*pen.vars)
 
-    def f(a, **kw):
-        missing = [n for n in names if n not in kw]
-        if missing or set(kw) - set(names):
-            raise TypeError(
-                f"penalty: expected keyword parameters {names}, got {sorted(kw)}"
-            )
-        extra = [kw[n] for n in names]
-        if not isinstance(a, torch.Tensor):
-            raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
+    def evaluate(a, extra):
         if dim > 1:
             if a.shape[-1] != dim:
                 raise ValueError(f"a: expected last dimension {dim}, got shape {tuple(a.shape)}")
@@ -384,10 +407,32 @@ def _compile_penalty(pen: Penalty) -> Callable:
             out = torch.where(inside, out, math.inf)
             ref = a
         if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
-            out = torch.as_tensor(out, dtype=ref.dtype, device=ref.device).expand(ref.shape)
+            out = torch.as_tensor(out, device=ref.device).expand(ref.shape)
+        if not out.is_floating_point():
+            out = out.to(ref.dtype)  # piecewise-constant penalties (L0) give integers
         if a.requires_grad and not out.requires_grad:
             out = out + 0 * ref  # piecewise-constant penalties (L0): zero gradient, not an error
         return out
+
+    def f(a, **kw):
+        missing = [n for n in names if n not in kw]
+        if missing or set(kw) - set(names):
+            raise TypeError(
+                f"penalty: expected keyword parameters {names}, got {sorted(kw)}"
+            )
+        extra = [kw[n] for n in names]
+        work = _working_tensor(a)
+        out = evaluate(work, extra)
+        if work.dtype != torch.float64:
+            # overflow in the working precision (a² at |a| > 1e19 in float32): those
+            # elements again in float64, the others on a safe point so no NaN gradient leaks
+            bad = ~torch.isfinite(out) & torch.isfinite(work if dim == 1 else work.sum(-1))
+            if bool(bad.any()):
+                keep = bad.unsqueeze(-1) if dim > 1 else bad
+                out64 = evaluate(torch.where(keep, work.double(), 1.0), extra)
+                out = evaluate(torch.where(keep, 1.0, work), extra)
+                out = torch.where(bad, out64.to(out.dtype), out)
+        return out.to(a.dtype)
 
     f.__doc__ = f"Compiled penalty {pen} (parameters: {names or 'none'})."
     return f

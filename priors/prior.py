@@ -21,9 +21,12 @@ from ._symbolic import (
     ImproperPriorError,
     as_support,
     as_vars,
+    by_name,
     check_param_value,
+    default_support,
     param_symbol,
     real_var,
+    stable_form,
     to_sympy_number,
 )
 from .penalty import penalty as _penalty
@@ -104,6 +107,9 @@ class Prior:
             s = by_name[k]
             val = to_sympy_number(v) if not isinstance(v, sp.Basic) else v
             check_param_value(s, val)
+            top = self.meta.get("param_max", {}).get(k)
+            if top is not None and val.is_number and val > top:
+                raise ValueError(f"parameter {k}: at most {top:g} is supported, got {v}")
             mapping[s] = val
         meta = dict(self.meta)
         for key in ("radial", "penalty", "slab"):
@@ -131,7 +137,7 @@ class Prior:
             raise ValueError(
                 f"pdf: give values for the free parameters {[s.name for s in prior.free_params]}"
             )
-        f = sp.lambdify(prior.vars, prior.density, modules=NUMPY_MODULES)
+        f = sp.lambdify(prior.vars, stable_form(prior.density), modules=NUMPY_MODULES)
         x = np.asarray(x, dtype=float)
         if self.dim == 1:
             with np.errstate(all="ignore"):  # outside the support the formula may be NaN
@@ -140,8 +146,19 @@ class Prior:
         return np.asarray(f(*np.moveaxis(x, -1, 0)), dtype=float)
 
     def logpdf(self, x: np.ndarray, **params: float) -> np.ndarray:
+        """Log of :meth:`pdf`, from the log of the formula where the density underflows."""
         with np.errstate(divide="ignore"):
-            return np.log(self.pdf(x, **params))
+            out = np.log(self.pdf(x, **params))
+        prior = self.subs(**params) if params else self
+        if self.dim != 1 or np.all(np.isfinite(out)):
+            return out
+        log_expr = stable_form(sp.expand_log(sp.log(prior.density), force=True))
+        g = sp.lambdify(prior.vars, log_expr, modules=NUMPY_MODULES)
+        x = np.asarray(x, dtype=float)
+        with np.errstate(all="ignore"):
+            alt = np.asarray(g(x), dtype=float) * np.ones_like(x)
+        use = np.isneginf(out) & np.isfinite(alt) & _in_support_np(prior.support, x)
+        return np.where(use, alt, out)
 
     def penalty(self):
         """Shortcut for :func:`priors.penalty`."""
@@ -157,7 +174,7 @@ class Prior:
         cls,
         expr: Any,
         var: Any,
-        support: Any = "real",
+        support: Any = None,
         name: str = "custom",
         normalize: bool = True,
     ) -> Prior:
@@ -169,22 +186,35 @@ class Prior:
             The density, possibly unnormalized, in ``var`` and parameters.
         var : sympy.Symbol or tuple of Symbol
             The variable(s).
-        support : {"real", "positive"} or sympy.Set
-            Where the density lives; outside it the density is 0.
+        support : {"real", "positive"}, sympy.Set or None
+            Where the density lives; outside it the density is 0.  None (default): the real
+            line, or [0, ∞) when ``var`` is a positive or non-negative symbol.
         normalize : bool
             Divide by ``Z = ∫ expr`` (computed symbolically, numerically as a fallback).
 
         Raises
         ------
         ValueError
-            If the density is negative somewhere on its support.
+            If the density is negative somewhere on its support, or does not depend on ``var``.
         ImproperPriorError
             If it does not integrate to a finite, positive value.
         """
         vs = as_vars(var)
-        expr = sp.sympify(expr)
+        try:
+            expr = sp.sympify(expr)
+        except (sp.SympifyError, TypeError) as err:
+            raise TypeError(f"expr: expected a sympy expression or a string, got {expr!r}") \
+                from err
+        if not isinstance(expr, sp.Expr):
+            raise TypeError(f"expr: expected a sympy expression, got {type(expr).__name__}")
+        support = default_support(support, vs)
         rv = tuple(real_var(v) for v in vs)
-        expr = expr.subs(dict(zip(vs, rv)))
+        expr = by_name(expr, vs, rv)
+        if not expr.free_symbols & set(rv):
+            raise ValueError(
+                f"expr: the density {expr!s} does not depend on var {', '.join(map(str, rv))}; "
+                f"its symbols are {sorted(map(str, expr.free_symbols))}"
+            )
         sup = as_support(support, len(rv))
         _check_nonnegative(expr, rv, sup)
         params = tuple(sorted(expr.free_symbols - set(rv), key=lambda s: s.name))
@@ -223,23 +253,51 @@ def _in_support_np(support: sp.Set, x: np.ndarray) -> np.ndarray:
     raise ValueError(f"support {support} not supported for numeric evaluation")
 
 
+def _negative_where_underflows(expr: sp.Expr, var: sp.Symbol, grid: np.ndarray,
+                               vals: np.ndarray) -> np.ndarray:
+    """Signs in mpmath (no underflow) where the float density is exactly 0: a density such as
+    ``(c − a²) e^{−a²}`` turns negative only where float64 has rounded it to 0."""
+    bad = np.zeros(grid.shape, dtype=bool)
+    idx = np.flatnonzero(vals == 0)[::max(1, int(np.sum(vals == 0)) // 200)]
+    if idx.size == 0:
+        return bad
+    import mpmath
+
+    g = sp.lambdify(var, expr, modules="mpmath")
+    for i in idx:
+        try:
+            val = mpmath.mpmathify(g(mpmath.mpf(float(grid[i]))))
+            re, im = mpmath.re(val), mpmath.im(val)
+        except Exception:  # noqa: BLE001 - functions mpmath lacks: keep the float check
+            return bad
+        bad[i] = bool(re < 0 or abs(im) > 1e-12 * abs(re))
+    return bad
+
+
 def _check_nonnegative(expr: sp.Expr, rv: Sequence[sp.Symbol], support: sp.Set) -> None:
     if expr.is_negative:
-        raise ValueError(f"density: {expr} is negative")
+        raise ValueError(f"density: {expr!s} is negative")
     free = expr.free_symbols - set(rv)
     if len(rv) == 1 and not free:
         # numeric check on a grid over the support
         sup = support
-        lo = float(sup.inf) if sup.inf.is_finite else -50.0
-        hi = float(sup.sup) if sup.sup.is_finite else 50.0
-        grid = np.concatenate([np.linspace(lo, hi, 2001), np.geomspace(1e-6, 50, 200)])
-        grid = grid[(grid >= lo) & (grid <= hi)]
+        lo = float(sup.inf) if sup.inf.is_finite else -np.inf
+        hi = float(sup.sup) if sup.sup.is_finite else np.inf
+        # fine near 0, then out to 1e300 on both sides (densities that turn negative far out)
+        tail = np.geomspace(1e-6, 1e300, 2000)
+        grid = np.concatenate([np.linspace(max(lo, -50.0), min(hi, 50.0), 2001), tail, -tail,
+                               [lo, hi]])
+        grid = grid[np.isfinite(grid) & (grid >= lo) & (grid <= hi)]
         f = sp.lambdify(rv, expr, modules=NUMPY_MODULES)
         with np.errstate(all="ignore"):
             vals = np.asarray(f(grid), dtype=complex) * np.ones_like(grid)
         bad = (vals.real < 0) | (np.abs(vals.imag) > 1e-12 * (1 + np.abs(vals.real)))
-        if np.any(bad & np.isfinite(vals.real)):
+        bad = bad & np.isfinite(vals.real)
+        if not np.any(bad):
+            bad = _negative_where_underflows(expr, rv[0], grid, vals.real)
+        if np.any(bad):
             x0 = grid[np.argmax(bad)]
             raise ValueError(
-                f"density: {expr} is negative or not real on the support, e.g. at {rv[0]} = {x0:g}"
+                f"density: {expr!s} is negative or not real on the support, "
+                f"e.g. at {rv[0]} = {x0:g}"
             )

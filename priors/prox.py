@@ -30,7 +30,14 @@ import sympy as sp
 import torch
 
 from ._prox_joint import exclusive_torch, radial_torch
-from ._prox_numeric import numeric_prox_1d, prox_inputs
+from ._prox_numeric import (
+    check_t,
+    finish,
+    finite_inputs,
+    numeric_prox_1d,
+    penalty_minimizer,
+    prox_inputs,
+)
 from ._torch_compile import compile_torch
 from .penalty import Penalty, _slab_part, branch, radial_profile
 
@@ -125,7 +132,7 @@ class Prox:
                 return f1(vv, tt)[..., 0]
         else:
             f = self.to_torch(**params)
-        tt = float(t)
+        tt = float(check_t(t))
 
         def nonzero(x: float) -> bool:
             return bool(f(torch.tensor([x], dtype=torch.float64), tt)[0] != 0)
@@ -267,21 +274,21 @@ def prox(pen: Penalty) -> Prox:
 
 def _joint_prox(pen: Penalty) -> Prox:
     """Groups: the 1-D prox of the radial profile, or of one coordinate (mutually exclusive)."""
-    radial = radial_profile(pen)
-    if radial is not None:
-        inner = prox(radial)
-        return Prox(pen, inner.closed_form, f"radial: {inner.method}", False, None,
-                    inner.threshold_expr, (),
-                    {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
     if "exclusive" in pen.meta:
         coord = pen.meta["exclusive"]
         inner = prox(coord)
         return Prox(pen, inner.closed_form, f"mutually exclusive: {inner.method}", False, None,
                     None, (),
                     {"torch": partial(exclusive_torch, pen.dim, inner, coord), "inner": inner})
+    radial = radial_profile(pen)
+    if radial is not None:
+        inner = prox(radial)
+        return Prox(pen, inner.closed_form, f"radial: {inner.method}", False, None,
+                    inner.threshold_expr, (),
+                    {"torch": partial(radial_torch, pen.dim, inner), "inner": inner})
     raise NotImplementedError(
         "prox: joint penalties are handled when radial (f(||a||)) or mutually exclusive; "
-        f"got {pen.expr}"
+        f"got {pen.expr!s}"
     )
 
 
@@ -315,7 +322,7 @@ def _prox_1d(pen: Penalty) -> Prox:
             return Prox(pen, False, "numeric (stationarity not polynomial of degree <= 4)",
                         symmetric, stat)
         q, poly = res
-        rts = sp.roots(poly, cubics=True, quartics=True)
+        rts = _radical_roots(poly)
         if sum(rts.values()) != poly.degree():
             return Prox(pen, False, "numeric (sympy found no radical roots)", symmetric, stat)
         branches.append(_Branch(s, q, tuple(rts), g1, sp.diff(g1, _Y)))
@@ -339,6 +346,24 @@ def _prox_1d(pen: Penalty) -> Prox:
     )
 
 
+def _radical_roots(poly: sp.Poly) -> dict:
+    """``sympy.roots`` in radicals, with every Float coefficient held as a symbol meanwhile.
+
+    With floats sympy converts the polynomial to integers and factors it, which takes hours
+    for coefficients such as 1e-600 (Cauchy with s = 1e300); the generic formula in symbols
+    costs nothing and is then evaluated at the floats.
+    """
+    expr = poly.as_expr()
+    floats = sorted(expr.atoms(sp.Float), key=float)
+    if not floats:
+        return sp.roots(poly, cubics=True, quartics=True)
+    held = {f: sp.Symbol(f"c{i}_", positive=bool(f > 0), negative=bool(f < 0))
+            for i, f in enumerate(floats)}
+    rts = sp.roots(sp.Poly(expr.xreplace(held), _U), cubics=True, quartics=True)
+    back = {h: f for f, h in held.items()}
+    return {r.xreplace(back): m for r, m in rts.items()}
+
+
 def _nonneg_on_positive(expr: sp.Expr) -> bool:
     if expr == 0 or expr.is_nonnegative:
         return True
@@ -357,11 +382,13 @@ def _build_torch(px: Prox) -> Callable:
     if px.meta.get("zero"):
 
         def f_zero(v, t):
-            return torch.zeros_like(v)
+            v64, t64 = prox_inputs(v, t)
+            return finish(torch.zeros_like(v64), v64, t64, sp.Interval(0, 0),
+                          lambda: 0.0).to(v.dtype)
 
         return f_zero
     if "slab_prox" in px.meta:
-        return _spike_and_slab_prox(pen_t, px.meta["slab_prox"].to_torch())
+        return _spike_and_slab_prox(pen, pen_t, px.meta["slab_prox"].to_torch())
     if not px.closed_form:
         return numeric_prox_1d(pen, pen_t)
     vsym = W if px.symmetric else V
@@ -372,10 +399,12 @@ def _build_torch(px: Prox) -> Callable:
         g2 = compile_torch(br.g2, [_Y])
         comp.append((br.sign, br.power, root_fns, g1, g2))
     zero_ok = bool(0 in pen.support) and bool(_value_at_zero(pen).is_finite)
+    minimizer = _minimizer(pen)
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.no_grad():
-            v64, t64 = prox_inputs(v, t)
+            v_in, t_in = prox_inputs(v, t)
+            v64, t64 = finite_inputs(v_in, t_in)
             vin = v64.abs() if px.symmetric else v64
             cands, objs = [], []
             if zero_ok:
@@ -407,6 +436,17 @@ def _build_torch(px: Prox) -> Callable:
                     obj = torch.where(ok & ~torch.isnan(obj), obj, torch.full_like(obj, math.inf))
                     cands.append(torch.where(ok, x, torch.zeros_like(x)))
                     objs.append(obj)
+                # Newton from y = s·v as well: where the radical formulas cancel
+                # catastrophically (scales such as 1e300) it still finds the stationary point
+                start = sign * vin
+                ok = start > 0
+                y = _polish(torch.where(ok, start, torch.ones_like(vin)), sign, vin, t64, g1, g2,
+                            steps=30)
+                ok = ok & (y > 0) & torch.isfinite(y)
+                x = sign * y
+                obj = _objective(pen_t, x, vin, t64)
+                objs.append(torch.where(ok & ~torch.isnan(obj), obj, math.inf))
+                cands.append(torch.where(ok, x, torch.zeros_like(x)))
             if not cands:
                 raise RuntimeError("prox: no candidate minimizer")  # pragma: no cover
             objs_t = torch.stack(objs)
@@ -415,22 +455,40 @@ def _build_torch(px: Prox) -> Callable:
             out = torch.where(t64 == 0, vin, out)
             if px.symmetric:
                 out = torch.sign(v64) * out
-            return out.to(v.dtype)
+            return finish(out, v_in, t_in, pen.support, minimizer).to(v.dtype)
 
     return f
 
 
-def _spike_and_slab_prox(pen_t: Callable, slab_prox: Callable) -> Callable:
+def _minimizer(pen: Penalty) -> Callable[[], float]:
+    """``argmin pen`` (the prox at ``t = inf``), computed on first use."""
+    cache: list[float] = []
+
+    def get() -> float:
+        if not cache:
+            sup = pen.support
+            lo = float(sup.inf) if sup.inf.is_finite else -math.inf
+            hi = float(sup.sup) if sup.sup.is_finite else math.inf
+            cache.append(penalty_minimizer(pen, lo, hi))
+        return cache[0]
+
+    return get
+
+
+def _spike_and_slab_prox(pen: Penalty, pen_t: Callable, slab_prox: Callable) -> Callable:
     """``argmin`` over ``{0, prox_slab(v)}`` of ``½(x − v)² + t·pen(x)`` (0 wins ties)."""
+    minimizer = _minimizer(pen)
 
     def f(v: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.no_grad():
-            v64, t64 = prox_inputs(v, t)
+            v_in, t_in = prox_inputs(v, t)
+            v64, t64 = finite_inputs(v_in, t_in)
             xs = slab_prox(v64, t64)
             obj_s = _objective(pen_t, xs, v64, t64)
             obj_s = torch.where(torch.isnan(obj_s), math.inf, obj_s)
             out = torch.where(0.5 * v64**2 <= obj_s, torch.zeros_like(xs), xs)
-            return torch.where(t64 == 0, v64, out).to(v.dtype)
+            out = torch.where(t64 == 0, v64, out)
+            return finish(out, v_in, t_in, pen.support, minimizer).to(v.dtype)
 
     return f
 

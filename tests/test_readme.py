@@ -54,13 +54,12 @@ def test_readme_block_runs(line, source, namespace):
         plt.close("all")
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on branch priors-defects")
 def test_readme_prior_from_penalty_gives_the_documented_prior():
     """The README's line with a ``positive=True`` symbol, as written, against its comment."""
     import priors  # noqa: F401  (the README line uses it)
 
     line = next(ln for ln in TEXT.splitlines() if "priors.prior_from_penalty(" in ln)
-    symbols = next(ln for ln in TEXT.splitlines() if "sympy.symbols(" in ln and "lam" in ln)
+    symbols = next(ln for ln in TEXT.splitlines() if "sympy.Symbol" in ln and "lam" in ln)
     ns = {"priors": priors, "sympy": sympy}
     exec(symbols.split("#")[0], ns)
     prior = eval(line.split("#")[0].strip(), ns)

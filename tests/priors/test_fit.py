@@ -144,7 +144,8 @@ def test_torch_input_and_subsampling():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(9).laplace(size=3000).astype(np.float32)
     r_np = fit(x, families=["laplace"], gof_top=0)
-    r_t = fit(torch.from_numpy(x).reshape(30, 100), families=["laplace"], gof_top=0)
+    with pytest.warns(UserWarning, match="pooled"):
+        r_t = fit(torch.from_numpy(x).reshape(30, 100), families=["laplace"], gof_top=0)
     assert r_t.fits[0].loglik == r_np.fits[0].loglik
     sub = fit(x, families=["laplace"], gof_top=0, max_samples=1000, seed=4)
     assert sub.n == 1000 and sub.n_total == 3000
@@ -251,12 +252,12 @@ def test_small_network_activations(seed):
     # must carry over to the other half (held-out log-likelihood per value).
     pre, post = _train_small_mlp(seed)
     for acts, hurdle in ((post, True), (pre, False)):
-        r = fit(acts[:1000], gof_top=0)
+        r = fit(acts[:1000].ravel(), gof_top=0)
         assert r.zero_inflated is hurdle
         if hurdle:
             assert r.pi == pytest.approx(float((acts[:1000] != 0).double().mean()), rel=1e-12)
             assert r.best_fit.family in ("gamma", "halfgennorm", "genpareto", "lomax", "expon")
-        held = r.loglik(acts[1000:])
+        held = r.loglik(acts[1000:].ravel())
         order = sorted(held, key=held.get, reverse=True)
         ranks_bic = np.arange(len(r.fits))
         ranks_held = np.array([order.index(f.family) for f in r.fits])
