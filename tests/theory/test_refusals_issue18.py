@@ -166,3 +166,13 @@ def test_free_energy_refuses_a_rule_that_misses_the_mass():
     """Found by the fuzz suite: a prior of variance 1e300 gave F = inf, silently."""
     with pytest.raises(ValueError, match="quadrature found no mass.*box"):
         free_energy(lambda w: (w**4).sum(1), [10.0, 100.0], center=[0.0], localization=1e-300)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_samples_seed_named(seed):
+    """Found by the fuzz suite: numpy's 'expected non-negative integer' before."""
+    from theory.natural_latents import natural_latent_errors_from_samples
+
+    lat = np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        natural_latent_errors_from_samples([lat, lat], lat, n_bootstrap=2, seed=seed)

@@ -246,6 +246,11 @@ def natural_latent_errors_from_samples(
     kind = _check_kind(kind)
     if estimator not in ("plugin", "miller_madow"):
         raise ValueError(f"estimator must be 'plugin' or 'miller_madow'; got {estimator!r}")
+    if not (seed is None or isinstance(seed, np.random.Generator)) and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise ValueError(f"seed must be a non-negative int, a numpy Generator or None; "
+                         f"got {seed!r}")
     if interval not in ("basic", "percentile"):
         raise ValueError(f"interval must be 'basic' or 'percentile'; got {interval!r}")
     if not 0.0 < confidence < 1.0:
