@@ -176,3 +176,21 @@ def test_samples_seed_named(seed):
     lat = np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         natural_latent_errors_from_samples([lat, lat], lat, n_bootstrap=2, seed=seed)
+
+
+def test_region_counts_exact_and_bounded_in_time():
+    """Huge widths are refused at once instead of summing 10^6 binomials of 10^6 bits."""
+    from math import comb
+
+    from theory.polytopes import arrangement_regions, region_bounds
+
+    for n in range(25):
+        for d in range(25):
+            assert arrangement_regions(n, d) == sum(comb(n, i) for i in range(min(n, d) + 1))
+    assert region_bounds([2, 3, 3]).serra == 40  # Serra et al.'s sum, by hand below
+    # j1 ≤ 2: C(3,0..2) = 1, 3, 3 with d = 2, 2, 1; layer 2 gives 7, 7, 4 regions: 7 + 21 + 12
+    assert region_bounds([10**6, 0, 0, 10**6]).product == 1 << 10**6
+    with pytest.raises(ValueError, match="widths"):
+        region_bounds([10**6, 10**6])
+    with pytest.raises(ValueError, match="n = "):
+        arrangement_regions(10**6, 5 * 10**5)

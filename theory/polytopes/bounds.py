@@ -15,6 +15,10 @@ __all__ = [
 ]
 
 
+# exact counts multiply integers of up to n bits: (terms × bits) bounds their time and memory
+MAX_WORK = 4 * 10**9  # about 2 s and 0.5 GB
+
+
 def _check_nd(n, d) -> tuple[int, int]:
     for name, v in (("n", n), ("d", d)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -33,7 +37,18 @@ def arrangement_regions(n: int, d: int) -> int:
     ``n`` ReLUs with generic weights on ``R^d``.
     """
     n, d = _check_nd(n, d)
-    return sum(comb(n, i) for i in range(min(n, d) + 1))
+    if d >= n:
+        return 1 << n  # every subset: 2^n, without summing n + 1 large binomials
+    if d * n > MAX_WORK:
+        raise ValueError(
+            f"n = {n}, d = {d}: the exact count sums {d} integers of up to {n} bits; "
+            "use smaller n or d"
+        )
+    total, term = 1, 1
+    for i in range(d):  # C(n, i + 1) from C(n, i): one multiplication per term
+        term = term * (n - i) // (i + 1)
+        total += term
+    return total
 
 
 def bounded_regions(n: int, d: int) -> int:
@@ -83,16 +98,34 @@ class RegionBounds:
     one_layer: int
 
 
+def _binomials(n: int, k: int) -> list[int]:
+    """``[C(n, 0), …, C(n, k)]``, one multiplication per term."""
+    row = [1]
+    for i in range(k):
+        row.append(row[-1] * (n - i) // (i + 1))
+    return row
+
+
 def _serra(widths: Sequence[int]) -> int:
     n0 = widths[0]
     # state: d = min(n_0, n_1 − j_1, …, n_{l−1} − j_{l−1}) -> summed weight
     states = {n0: 1}
+    work = 0
     for n in widths[1:]:
+        top = min(max(states), n)
+        work += len(states) * (top + 1) * max(n, 1)
+        if work > MAX_WORK:
+            raise ValueError(
+                f"widths {tuple(widths)}: the exact Serra bound would multiply integers of up to "
+                f"{n} bits about {len(states) * (top + 1)} times; use smaller widths, or "
+                "arrangement_regions per layer for the product bound"
+            )
+        row = _binomials(n, top)
         nxt: dict[int, int] = {}
         for d, w in states.items():
             for j in range(min(d, n) + 1):
                 key = min(d, n - j)
-                nxt[key] = nxt.get(key, 0) + w * comb(n, j)
+                nxt[key] = nxt.get(key, 0) + w * row[j]
         states = nxt
     return sum(states.values())
 
