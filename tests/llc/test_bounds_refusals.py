@@ -108,5 +108,5 @@ def test_wrong_input_width_names_data(one_thread):
     """Found by the fuzz suite: a RuntimeError from the model's matmul before."""
     net, (x, y) = _mlp()
     for call in (lambda: bounds(net, (x[:, :2], y)), lambda: symmetry_bound(net, x[:, :2])):
-        with pytest.raises(ValueError, match="data: the model cannot be applied to the inputs"):
+        with pytest.raises(ValueError, match="data"):
             call()
