@@ -18,15 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .sae import _generator
+
 __all__ = ["SuperpositionToy", "superposition_toy"]
-
-
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
 
 
 @dataclass(frozen=True)

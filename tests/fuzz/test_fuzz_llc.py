@@ -210,23 +210,6 @@ def _corruptions(names):
     )
 
 
-def _bits(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-
-
-def _same_model(a, b) -> bool:
-    """:func:`same_model`, bitwise where the weights hold NaN (NaN != NaN for torch.equal)."""
-    if same_model(a, b):
-        return True
-    (sa, *rest_a), (sb, *rest_b) = a, b
-    return (
-        sa.keys() == sb.keys()
-        and all(sa[k].dtype == sb[k].dtype and _bits(sa[k]) == _bits(sb[k]) for k in sa)
-        and rest_a[:2] == rest_b[:2]
-        and all((x is None) == (y is None) for x, y in zip(rest_a[2].values(), rest_b[2].values()))
-    )
-
-
 # -- the contract -----------------------------------------------------------------------------
 def _call(case: Case):
     if torch.cuda.is_available() and case.kwargs.get("device") == "cuda:99":
@@ -239,7 +222,7 @@ def _call(case: Case):
     except (ValueError, TypeError, RuntimeError) as exc:
         return None, exc
     finally:
-        assert _same_model(before, model_snapshot(case.model)), "the call changed the model"
+        assert same_model(before, model_snapshot(case.model)), "the call changed the model"
         assert same_rng(rng, rng_state()), "the call changed the global RNG"
 
 
@@ -338,7 +321,7 @@ def test_loaders_dropout_and_buffers(
         torch.manual_seed(global_seed)
         before, rng = model_snapshot(model), rng_state()
         got = llc.estimate_llc(model, loader, **kw)
-        assert same_rng(rng, rng_state()) and _same_model(before, model_snapshot(model))
+        assert same_rng(rng, rng_state()) and same_model(before, model_snapshot(model))
     np.testing.assert_array_equal(got.llc_trace, ref.llc_trace)
     assert got.config["n"] == n
     assert got.config["dtype"] == str(dtype or torch.float32)

@@ -22,6 +22,7 @@ import priors
 from priors import ImproperPriorError, Penalty, Prior
 from priors.prior import to_sympy_number
 
+from ..priors._priors_cases import NUMERIC
 from ._contract import check_error, is_finite, no_hang, rng_state, same_rng
 
 A = sp.Symbol("a", real=True)
@@ -33,20 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NAMES = sorted(priors.CATALOG)
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 #: good parameters of every catalog prior (the fuzzed one is replaced)
-GOOD = {
-    "laplace": {"b": 0.7},
-    "gaussian": {"sigma": 1.3},
-    "cauchy": {"s": 0.8},
-    "student_t": {"nu": 3, "s": 1.5},
-    "generalized_gaussian": {"p": 0.6, "s": 1.2},
-    "double_pareto": {"lam": 2.5, "s": 0.5},
-    "horseshoe": {"tau": 0.9},
-    "spike_and_slab": {"pi": 0.3, "sigma": 2.0},
-    "exponential": {"lam": 1.7},
-    "half_cauchy": {"s": 1.1},
-    "lognormal": {"mu": 0.2, "sigma": 0.7},
-    "gamma": {"k": 2.5, "theta": 0.6},
-}
+GOOD = NUMERIC  # valid parameters of every catalog prior
 
 extreme_floats = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
