@@ -341,8 +341,8 @@ def _compile_spike_and_slab(pen: Penalty, slab: Penalty) -> Callable:
             raise TypeError(f"a: expected a torch.Tensor, got {type(a).__name__}")
         spike = a == 0
         # the slab is evaluated off 0 only: -log g(0) may be +-inf (g(0+) = 0 or oo)
-        out = slab_f(torch.where(spike, torch.full_like(a, safe), a), **kw)
-        return torch.where(spike, torch.zeros_like(out), out)
+        out = slab_f(torch.where(spike, safe, a), **kw)
+        return torch.where(spike, 0.0, out)
 
     f.__doc__ = f"Compiled spike-and-slab penalty {pen}."
     return f
@@ -358,6 +358,15 @@ def _working_tensor(a):
     if a.is_complex() or not a.is_floating_point():
         raise TypeError(f"a: expected a real floating-point tensor, got dtype {a.dtype}")
     return a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
+
+
+def _maybe_overflowed(out) -> bool:
+    """False when every value is finite, read in one reduction (the common case costs a sum,
+    not a mask; a NaN or inf anywhere, or a sum beyond the float range, says look closer)."""
+    import torch
+
+    with torch.no_grad():
+        return not bool(torch.isfinite(out.sum()))
 
 
 def _compile_penalty(pen: Penalty) -> Callable:
@@ -383,6 +392,8 @@ def _compile_penalty(pen: Penalty) -> Callable:
     polynomial = pen.expr.is_polynomial(*pen.vars)
 
     def evaluate(a, extra):
+        """The penalty on the support's points, and the mask of those points (None: all)."""
+        inside = None
         if dim > 1:
             if a.shape[-1] != dim:
                 raise ValueError(f"a: expected last dimension {dim}, got shape {tuple(a.shape)}")
@@ -392,19 +403,14 @@ def _compile_penalty(pen: Penalty) -> Callable:
             out = fn(a, *extra)
             ref = a
         else:
-            inside = None
             if lo.is_finite:
                 inside = (a > float(lo)) if lo_open else (a >= float(lo))
             if hi.is_finite:
                 up = (a < float(hi)) if hi_open else (a <= float(hi))
                 inside = up if inside is None else inside & up
-            if polynomial:
-                out = fn(a, *extra)
-            else:
-                # evaluate on a point inside the support so that no NaN gradient leaks
-                a_safe = torch.where(inside, a, safe_pt)
-                out = fn(a_safe, *extra)
-            out = torch.where(inside, out, math.inf)
+            # polynomials are finite everywhere; others are evaluated on a point inside the
+            # support, so that no NaN gradient leaks from outside it
+            out = fn(a if polynomial else torch.where(inside, a, safe_pt), *extra)
             ref = a
         if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
             out = torch.as_tensor(out, device=ref.device).expand(ref.shape)
@@ -412,7 +418,7 @@ def _compile_penalty(pen: Penalty) -> Callable:
             out = out.to(ref.dtype)  # piecewise-constant penalties (L0) give integers
         if a.requires_grad and not out.requires_grad:
             out = out + 0 * ref  # piecewise-constant penalties (L0): zero gradient, not an error
-        return out
+        return out, inside
 
     def f(a, **kw):
         missing = [n for n in names if n not in kw]
@@ -422,16 +428,18 @@ def _compile_penalty(pen: Penalty) -> Callable:
             )
         extra = [kw[n] for n in names]
         work = _working_tensor(a)
-        out = evaluate(work, extra)
-        if work.dtype != torch.float64:
+        out, inside = evaluate(work, extra)
+        if work.dtype != torch.float64 and _maybe_overflowed(out):
             # overflow in the working precision (a² at |a| > 1e19 in float32): those
             # elements again in float64, the others on a safe point so no NaN gradient leaks
             bad = ~torch.isfinite(out) & torch.isfinite(work if dim == 1 else work.sum(-1))
             if bool(bad.any()):
                 keep = bad.unsqueeze(-1) if dim > 1 else bad
-                out64 = evaluate(torch.where(keep, work.double(), 1.0), extra)
-                out = evaluate(torch.where(keep, 1.0, work), extra)
+                out64, _ = evaluate(torch.where(keep, work.double(), 1.0), extra)
+                out, _ = evaluate(torch.where(keep, 1.0, work), extra)
                 out = torch.where(bad, out64.to(out.dtype), out)
+        if inside is not None:
+            out = torch.where(inside, out, math.inf)
         return out.to(a.dtype)
 
     f.__doc__ = f"Compiled penalty {pen} (parameters: {names or 'none'})."
