@@ -19,6 +19,7 @@ from torch import nn
 from llc.bounds import Bounds, bounds, hessian_bounds, symmetry_bound
 
 from ._contract import check_error, model_snapshot, no_hang, rng_state, same_model, same_rng
+from ._models import mlp
 
 # The fuzz puts NaN in weights, and torch.equal(nan, nan) is False: compare NaN-aware here.
 
@@ -42,23 +43,11 @@ NAMES = (
 ODD = (float("nan"), float("inf"), -float("inf"), 1e30, 0.0, -1e-300)
 
 
-def _model(widths, act, seed, dtype):
-    """An MLP built without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        layers = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(act())
-        return nn.Sequential(*layers).to(dtype)
-
-
 @st.composite
 def cases(draw):
     widths = draw(st.lists(st.integers(1, 4), min_size=2, max_size=4))
     act = draw(st.sampled_from([nn.ReLU, nn.Tanh]))
-    model = _model(widths, act, draw(st.integers(0, 2**16)), draw(st.sampled_from(DTYPES)))
+    model = mlp(widths, draw(st.integers(0, 2**16)), act=act, dtype=draw(st.sampled_from(DTYPES)))
     if draw(st.integers(0, 3)) == 0:  # one odd parameter entry
         params = list(model.parameters())
         p = params[draw(st.integers(0, len(params) - 1))]

@@ -39,6 +39,7 @@ from ._contract import (
     same_model,
     same_rng,
 )
+from ._models import mlp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,20 +70,6 @@ def _outcome(name, call, names):
         event(f"{name}: result")
     assert same_rng(rng, rng_state()), f"{name} changed the global RNG"
     return result
-
-
-def _mlp(widths, seed, act=nn.ReLU, dtype=torch.float64, extra=None):
-    """An MLP built without touching the global RNG; ``extra`` after the first Linear."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        layers = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                if i == 0 and extra is not None:
-                    layers.append(extra(b))
-                layers.append(act())
-        return nn.Sequential(*layers).to(dtype)
 
 
 def _poison(draw, model):
@@ -207,7 +194,7 @@ def test_fuzz_polytopes(data):
     d = draw(st.integers(1, 3))
     widths = [d, *draw(st.lists(st.integers(1, 5), min_size=1, max_size=2)), 1]
     act = draw(st.sampled_from([nn.ReLU, lambda: nn.LeakyReLU(0.1)]))
-    model = _mlp(widths, draw(st.integers(0, 99)), act=act)
+    model = mlp(widths, draw(st.integers(0, 99)), act=act)
     _poison(draw, model)
     lo, hi = -np.ones(d), np.ones(d)
     if draw(st.integers(0, 4)) == 0:
@@ -339,7 +326,7 @@ def test_fuzz_interaction_basis(data):
     ]
     extra = draw(st.sampled_from([None, None, nn.BatchNorm1d, nn.LayerNorm]))
     act = draw(st.sampled_from([nn.ReLU, nn.Tanh, nn.GELU]))
-    model = _mlp(
+    model = mlp(
         widths,
         draw(st.integers(0, 99)),
         act=act,
