@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import check_finite_parameters
+
 __all__ = ["check_dtype", "check_finite_model", "check_seed", "model_applies"]
 
 DTYPES = (torch.float32, torch.float64)
@@ -35,17 +37,10 @@ def check_seed(seed) -> int:
 
 
 def check_finite_model(model: nn.Module) -> None:
-    """Every parameter and floating buffer finite; the first offender is named."""
+    """``model`` is a module whose parameters are finite (:func:`llc._checks`'s rule)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    named = [("parameter", n, t) for n, t in model.named_parameters()]
-    named += [("buffer", n, t) for n, t in model.named_buffers() if t.is_floating_point()]
-    for kind, name, t in named:
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
-            raise ValueError(
-                f"model {kind} '{name}' is not finite (contains NaN or inf); the bounds "
-                "need finite weights at w*"
-            )
+    check_finite_parameters(model)
 
 
 @contextlib.contextmanager

@@ -72,13 +72,18 @@ def resolve_device(device, model_device: torch.device) -> torch.device:
 
 
 def check_finite_parameters(model: nn.Module) -> None:
-    """w* must be a point: NaN or ±inf in any parameter (sampled or frozen) is refused."""
+    """w* must be a point: NaN or ±inf in any parameter (sampled or frozen) is refused, and NaN
+    in a floating buffer. A buffer may hold ±inf: attention masks do (TransformerLens'
+    ``IGNORE`` is −inf)."""
     for name, p in model.named_parameters():
         if (p.is_floating_point() or p.is_complex()) and not bool(torch.isfinite(p).all()):
             raise ValueError(
-                f"model's parameter {name!r} holds non-finite values (NaN or inf): the LLC is "
-                "defined at finite weights w*"
+                f"model parameter '{name}' is not finite (NaN or inf): the LLC and its bounds "
+                "are defined at finite weights w*"
             )
+    for name, b in model.named_buffers():
+        if (b.is_floating_point() or b.is_complex()) and bool(torch.isnan(b).any()):
+            raise ValueError(f"model buffer '{name}' is not finite (contains NaN)")
 
 
 def check_norm_modes(model: nn.Module) -> None:

@@ -110,3 +110,25 @@ def test_wrong_input_width_names_data(one_thread):
     for call in (lambda: bounds(net, (x[:, :2], y)), lambda: symmetry_bound(net, x[:, :2])):
         with pytest.raises(ValueError, match="data"):
             call()
+
+
+def test_infinite_mask_buffer_is_accepted_nan_buffer_refused(one_thread):
+    """Attention masks are buffers holding -inf (TransformerLens' IGNORE); NaN never is."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+            self.register_buffer("IGNORE", torch.tensor(-torch.inf))
+
+        def forward(self, x):
+            return self.lin(x)
+
+    g = torch.Generator().manual_seed(0)
+    model = Masked()
+    x = torch.randn(50, 2, generator=g)
+    y = model(x).detach()
+    assert hessian_bounds(model, (x, y)).rank == 3  # the Gauss–Newton rank of a linear model
+    model.IGNORE.fill_(float("nan"))
+    with pytest.raises(ValueError, match="buffer 'IGNORE'"):
+        hessian_bounds(model, (x, y))
