@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .sae import _generator
+from .sae._checks import generator as _generator
 
 __all__ = ["SuperpositionToy", "superposition_toy"]
 

@@ -27,37 +27,18 @@ so an encoder nonlinearity built from a proximal operator can replace the ReLU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from ._checks import check_count as _count
+from ._checks import check_nonnegative as _nonnegative
+from ._checks import generator as _generator
+
 __all__ = ["SparseAutoencoder", "sae_metrics", "train_sae"]
 
 Penalty = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
-
-
-def _count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _nonnegative(name: str, value: object, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (strict and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite, got {value}")
 
 
 class SparseAutoencoder(nn.Module):
