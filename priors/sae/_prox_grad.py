@@ -9,18 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-
-def _pen_derivatives(pen: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``pen'(x)`` and ``pen''(x)`` elementwise (float64), zeros where pen is flat."""
-    xs = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (d1,) = torch.autograd.grad(pen(xs).sum(), xs, create_graph=True, allow_unused=True)
-        if d1 is None:
-            return torch.zeros_like(x), torch.zeros_like(x)
-        if not d1.requires_grad:
-            return d1.detach(), torch.zeros_like(x)
-        (d2,) = torch.autograd.grad(d1.sum(), xs, allow_unused=True)
-    return d1.detach(), (torch.zeros_like(x) if d2 is None else d2)
+from ._live_prox import pen_derivatives as _pen_derivatives
 
 
 def _grad_and_hessian(pen: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +28,22 @@ def _grad_and_hessian(pen: Callable, x: torch.Tensor) -> tuple[torch.Tensor, tor
     return d1.detach(), torch.stack(rows, dim=-2).detach()
 
 
+def _separable_prox(mod, v: torch.Tensor, t: torch.Tensor, tau) -> torch.Tensor:
+    """The prox elementwise: 0 in the dead zone (``|v| > τ`` compared in v's dtype, as
+    JumpReLU does), the fast live-side solver beyond it, the exact prox below 0 where needed."""
+    a = v.abs() if mod._symmetric else v
+    live = a > tau.to(v.dtype) if tau is not None else a > 0
+    v64 = v.double()
+    x = torch.zeros_like(v64)
+    x[live] = mod._live(a.double()[live], t[live])
+    if mod._symmetric:
+        x = torch.sign(v64) * x
+    elif not mod._zero_below:
+        low = v64 <= 0
+        x[low] = mod._prox(v64[low], t[low])
+    return x.to(v.dtype)
+
+
 class ProxFunction(torch.autograd.Function):
     """``prox_{t·pen}(v)`` with its dead zone, for a separable penalty (see ProxActivation)."""
 
@@ -51,9 +56,7 @@ class ProxFunction(torch.autograd.Function):
                 t = zone.t_of(tau)
             else:
                 t = param.double().exp()
-            x = mod._prox(v, t.expand(v.shape))
-            if zone is not None:
-                x = torch.where(v.abs() > tau.to(v.dtype), x, torch.zeros_like(x))
+            x = _separable_prox(mod, v, t.expand(v.shape), None if zone is None else tau)
         if not bool(torch.isfinite(x).all()):
             raise FloatingPointError("ProxActivation: the prox returned non-finite latents")
         ctx.mod = mod
@@ -66,7 +69,8 @@ class ProxFunction(torch.autograd.Function):
         mod = ctx.mod
         x64 = x.double()
         live = x64 != 0
-        d1, d2 = _pen_derivatives(mod._pen, torch.where(live, x64, torch.ones_like(x64)))
+        at = torch.where(live, x64, torch.ones_like(x64))
+        d1, d2 = mod._derivs(at) if mod._derivs is not None else _pen_derivatives(mod._pen, at)
         denom = 1 + t * d2
         inv = torch.where(live & (denom > 0), 1 / denom, torch.zeros_like(denom))
         g64 = g.double()
@@ -91,6 +95,23 @@ class ProxFunction(torch.autograd.Function):
                 kernel = ((v.double().abs() - tau).abs() <= eps / 2).double() / eps
                 grad_p = grad_p - (g64 * f_tau * kernel * torch.sign(v.double())).sum(lead)
         return grad_v, grad_p.to(param.dtype), None
+
+
+class ThresholdStep(torch.autograd.Function):
+    """``1[a > τ]`` with the rectangle-kernel pseudo-derivative for τ (none for ``a``)."""
+
+    @staticmethod
+    def forward(ctx, a, tau, eps):  # noqa: D102
+        ctx.save_for_backward(a, tau)
+        ctx.eps = eps
+        return (a > tau).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        a, tau = ctx.saved_tensors
+        kernel = ((a - tau).abs() <= ctx.eps / 2).to(g.dtype) / ctx.eps
+        grad_tau = -(g * kernel).sum(tuple(range(a.ndim - 1)))
+        return None, grad_tau.to(tau.dtype), None
 
 
 class _JointProx(torch.autograd.Function):

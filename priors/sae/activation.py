@@ -15,7 +15,8 @@ from torch import nn
 from ..prox import prox as _derive_prox
 from ._checks import as_penalty, check_activations, check_nonnegative
 from ._deadzone import DeadZone, dead_zone
-from ._prox_grad import ProxFunction, joint_prox_vjp
+from ._live_prox import LiveProx, derivative_functions
+from ._prox_grad import ProxFunction, ThresholdStep, joint_prox_vjp
 
 __all__ = ["ProxActivation"]
 
@@ -118,7 +119,7 @@ class ProxActivation(nn.Module):
         check_nonnegative("bandwidth", bandwidth, strict=True)
         px = _derive_prox(pen)
         support_pos = bool(pen.support.is_subset(_nonneg_set(k)))
-        if nonnegative and not (px.symmetric or support_pos):
+        if nonnegative and not (_sign_symmetric(px) or support_pos):
             raise ValueError(
                 "nonnegative: the penalty is neither symmetric nor supported on "
                 "[0, ∞), so prox(max(v, 0)) is not its prox on f ≥ 0; pass "
@@ -131,6 +132,11 @@ class ProxActivation(nn.Module):
         self._zone: DeadZone | None = dead_zone(self._prox, self._pen) if k == 1 else None
         if self._zone is not None and not self._zone.exists:
             self._zone = None
+        if k == 1:
+            self._symmetric = bool(px.symmetric)
+            self._zero_below = self._symmetric or _zero_below(self._prox)
+            self._derivs = derivative_functions(pen)
+            self._live = LiveProx(self._prox, self._pen, self._zone, self._derivs)
         if threshold is not None:
             if self._zone is None:
                 raise ValueError(
@@ -172,9 +178,52 @@ class ProxActivation(nn.Module):
         param = self.threshold if self._zone is not None else self.log_t
         return ProxFunction.apply(v, param, self)
 
+    @property
+    def has_jump(self) -> bool:
+        """Whether the prox jumps from 0 to a non-zero value at its threshold."""
+        return self._zone is not None and self._zone.has_jump
+
+    def jump_height(self) -> torch.Tensor:
+        """``f_τ = lim_{v↓τ} prox(v)`` per latent, shape ``(d_sae,)``, detached (0 if no jump)."""
+        if not self.has_jump:
+            return torch.zeros(self.d_sae, dtype=torch.float64)
+        tau = self.threshold.detach().double().clamp_min(1e-30)
+        return self._prox(tau * (1 + 1e-12), self.t).abs()
+
+    def active(self, hidden_pre: torch.Tensor) -> torch.Tensor:
+        """``1[|v| > τ]`` of shape ``hidden_pre``'s, differentiable in τ by the pseudo-derivative.
+
+        What :class:`SparsityPenalty` uses to pass the penalty's own jump at the threshold to
+        τ (as SAELens' ``Step`` does for L0); requires a prox with a dead zone.
+        """
+        if self._zone is None:
+            raise ValueError("active: this prox has no dead zone")
+        v = torch.relu(hidden_pre) if self.nonnegative else hidden_pre
+        a = v.abs() if self._symmetric else v
+        return ThresholdStep.apply(a, self.threshold.clamp_min(1e-30), self.bandwidth)
+
     def extra_repr(self) -> str:
         kind = "threshold" if self._zone is not None else "log_t"
         return f"pen={self.penalty.expr}, d_sae={self.d_sae}, k={self.k}, parameter={kind}"
+
+
+def _sign_symmetric(px) -> bool:
+    """``pen`` unchanged by flipping the sign of any coordinate."""
+    from ..penalty import radial_profile
+
+    pen = px.penalty
+    if pen.dim == 1:
+        return bool(px.symmetric)
+    if "exclusive" in pen.meta:
+        return bool(_derive_prox(pen.meta["exclusive"]).symmetric)
+    return radial_profile(pen) is not None
+
+
+def _zero_below(prox_fn) -> bool:
+    """Whether ``prox_t(v) = 0`` for ``v ≤ 0`` on a grid (a penalty non-decreasing on [0, ∞))."""
+    v = -torch.logspace(-8, 8, 65, dtype=torch.float64)[:, None]
+    t = torch.logspace(-6, 6, 25, dtype=torch.float64)[None, :]
+    return bool((prox_fn(v.expand(65, 25), t.expand(65, 25)) == 0).all())
 
 
 def _nonneg_set(k: int):

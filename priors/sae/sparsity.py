@@ -127,10 +127,45 @@ class SparsityPenalty(nn.Module):
             return self._pen(f)
         return self._pen(f.unflatten(-1, (-1, k)))
 
-    def forward(self, f: torch.Tensor, W_dec: torch.Tensor | None = None) -> torch.Tensor:
-        """The sparsity loss, a scalar: ``coefficient`` × mean over rows of the summed penalty."""
+    def forward(
+        self,
+        f: torch.Tensor,
+        W_dec: torch.Tensor | None = None,
+        *,
+        hidden_pre: torch.Tensor | None = None,
+        activation: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """The sparsity loss, a scalar: ``coefficient`` × mean over rows of the summed penalty.
+
+        With ``activation`` (a :class:`ProxActivation` whose prox jumps at its threshold) and
+        the encoder's ``hidden_pre``, the penalty's own jump at the threshold also trains τ:
+        the value is unchanged and τ gets ``−λ·mean_rows Σ pen(f_τ)·K_ε(|v| − τ)/ε``, SAELens'
+        ``Step`` pseudo-derivative for L0 (``pen(f_τ) = 1``) and its analogue for any penalty.
+        """
         per_row = self.per_group(f, W_dec).sum(-1)
-        return self.coefficient * per_row.mean()
+        loss = self.coefficient * per_row.mean()
+        if activation is None:
+            if hidden_pre is not None:
+                raise ValueError("hidden_pre: given without activation=; pass both or neither")
+            return loss
+        return loss + self._jump_term(f, W_dec, hidden_pre, activation)
+
+    def _jump_term(self, f, W_dec, hidden_pre, activation) -> torch.Tensor:
+        if not hasattr(activation, "has_jump"):
+            raise TypeError(
+                f"activation must be a priors.sae.ProxActivation, got {type(activation).__name__}"
+            )
+        if not activation.has_jump or self.group_size != 1:
+            return f.new_zeros(())
+        if not isinstance(hidden_pre, torch.Tensor) or hidden_pre.shape != f.shape:
+            raise ValueError(f"hidden_pre must be a tensor of the latents' shape {tuple(f.shape)}")
+        height = activation.jump_height().to(f.dtype)
+        if self.decoder_norm:
+            height = height * _decoder_norms(W_dec, f.shape[-1]).detach().to(f.dtype)
+        with torch.no_grad():
+            jump = self._pen(height)
+        step = activation.active(hidden_pre)
+        return self.coefficient * ((step - step.detach()) * jump).sum(-1).mean()
 
     def extra_repr(self) -> str:
         return (

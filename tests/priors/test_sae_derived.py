@@ -219,3 +219,53 @@ def test_refusals_name_the_argument():
         ProxActivation(priors.group_laplace(2, lam=1.0), 3)
     with pytest.raises(ValueError, match="t must be > 0"):
         ProxActivation(laplace(), 4, t=0.0)
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        priors.get("student_t", nu=3, s=1),
+        priors.get("generalized_gaussian", p=0.5, s=1),
+        priors.spike_and_slab("gaussian", pi=0.1, sigma=1),
+        priors.spike_and_slab("gamma", pi=0.2, k=2, theta=1),
+        priors.get("exponential", lam=2),
+        priors.get("cauchy", s=1),
+    ],
+    ids=["student_t", "gen_gaussian", "spike_slab", "spike_gamma", "exponential", "cauchy"],
+)
+def test_fast_prox_equals_the_exact_prox_over_twelve_decades(prior):
+    """The table-started Newton solver (and its exact fallback) against priors.prox, with
+    weights and inputs inside and outside the table's range, both signs."""
+    d = 25
+    t = torch.logspace(-7, 7, d, dtype=torch.float64)
+    act = ProxActivation(prior, d, nonnegative=False).double()
+    with torch.no_grad():
+        if hasattr(act, "threshold"):
+            act.threshold.copy_(act._zone.tau_of(t))
+        else:
+            act.log_t.copy_(t.log())
+    g = torch.Generator().manual_seed(8)
+    mag = 10 ** (torch.rand(400, d, generator=g, dtype=torch.float64) * 18 - 9)
+    v = mag * torch.where(torch.rand(400, d, generator=g) < 0.5, -1.0, 1.0).double()
+    exact = priors.prox(act.penalty).to_torch()(v, act.t.expand_as(v))
+    got = act(v)
+    keep = torch.ones_like(v, dtype=torch.bool)
+    if hasattr(act, "threshold"):  # the dead zone's edge is the tabulated τ: skip its ulps
+        keep = (v.abs() / act.threshold.detach() - 1).abs() > 1e-6
+    torch.testing.assert_close(got[keep], exact[keep], rtol=1e-9, atol=1e-300)
+
+
+def test_penalty_jump_trains_the_threshold_as_saelens_step():
+    """L0: the penalty's jump gives τ the gradient −λ·mean_rows Σ K_ε(v − τ)/ε (SAELens' Step)."""
+    act = ProxActivation(L0, 3, threshold=0.5, bandwidth=0.1)
+    pen = SparsityPenalty(L0, coefficient=2.0)
+    v = torch.tensor([[0.46, 0.52, 0.9], [0.56, 0.2, 0.5]])
+    loss = pen(act(v), hidden_pre=v, activation=act)
+    assert float(loss) == 3.0  # 2 · mean(2, 1) active latents
+    loss.backward()
+    kernel = ((v - 0.5).abs() <= 0.05).float() / 0.1
+    torch.testing.assert_close(act.threshold.grad, -2.0 * kernel.sum(0) / 2)
+    # a continuous prox (L1) has no jump: the term is zero and τ learns through pen'(f)
+    act1 = ProxActivation(laplace(), 3, t=0.5)
+    l1 = SparsityPenalty(laplace())
+    assert float(l1(act1(v), hidden_pre=v, activation=act1)) == float(l1(act1(v)))
