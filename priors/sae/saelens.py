@@ -88,6 +88,22 @@ class _PriorFields:
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
 
+    def _to_dict(self, base_to_dict) -> dict[str, Any]:
+        # SAELens' to_dict runs dataclasses.asdict, which recurses into a Prior (itself a
+        # dataclass, possibly self-referencing); the saved config records a description.
+        prior = self.prior
+        self.prior = _describe(prior)
+        try:
+            return base_to_dict()
+        finally:
+            self.prior = prior
+
+
+def _describe(prior: Any) -> str:
+    expr = getattr(prior, "expr", None)
+    name = getattr(prior, "name", None)
+    return str(name) if name else str(expr) if expr is not None else type(prior).__name__
+
 
 @dataclass(kw_only=True)
 class PriorSAEConfig(SAEConfig, _PriorFields):
@@ -100,6 +116,10 @@ class PriorSAEConfig(SAEConfig, _PriorFields):
     def __post_init__(self):
         self._check_prior_fields()
         super().__post_init__()
+
+    def to_dict(self) -> dict[str, Any]:
+        """SAELens' config dict, with the prior recorded by its name (not reloadable)."""
+        return self._to_dict(super().to_dict)
 
     @classmethod
     def architecture(cls) -> str:
@@ -153,6 +173,14 @@ class PriorTrainingSAEConfig(TrainingSAEConfig, _PriorFields):
         if not isinstance(self.decoder_norm, bool):
             raise TypeError(f"decoder_norm must be a bool, got {type(self.decoder_norm).__name__}")
         super().__post_init__()
+
+    def to_dict(self) -> dict[str, Any]:
+        """SAELens' config dict, with the prior recorded by its name (not reloadable)."""
+        return self._to_dict(super().to_dict)
+
+    def get_inference_sae_cfg_dict(self) -> dict[str, Any]:
+        """The inference config dict SAELens saves, with the prior recorded by its name."""
+        return self._to_dict(super().get_inference_sae_cfg_dict)
 
     @classmethod
     def architecture(cls) -> str:

@@ -190,6 +190,28 @@ def test_coefficient_goes_through_saelens_warm_up(one_thread):
     assert log["prior_loss"][0] == 0.0 and log["prior_loss"][-1] > 0.0
 
 
+def test_saved_prior_sae_reloads_as_the_inference_sae(one_thread, tmp_path):
+    """SAELens' save_model / save_inference_model write JSON (the prior by name); the inference
+    PriorSAE given the same prior and the saved weights encodes as the training SAE."""
+    from safetensors.torch import load_file
+
+    from priors.sae.saelens import PriorSAE, PriorSAEConfig
+
+    prior = laplace()
+    cfg = PriorTrainingSAEConfig(d_in=6, d_sae=12, prior=prior, t=0.01)
+    sae = build_training_sae(cfg, seed=0)
+    sae.save_model(tmp_path / "train")
+    weights, cfg_path = sae.save_inference_model(tmp_path / "inf")
+    saved = json.loads(cfg_path.read_text())
+    assert saved["architecture"] == "prior" and saved["prior"] == "laplace"
+    assert cfg.prior is prior  # the config object keeps the prior itself
+    inf = PriorSAE(PriorSAEConfig(d_in=6, d_sae=12, prior=prior, t=0.01))
+    inf.load_state_dict(load_file(weights))
+    x = 10 * torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
+    f = sae.encode(x)
+    assert bool((f > 0).any()) and torch.equal(inf.encode(x), f)
+
+
 def dl_batches(x, batch_size, seed):
     g = torch.Generator().manual_seed(seed)
     while True:
