@@ -10,7 +10,6 @@ import importlib
 import json
 
 import pytest
-import sympy as sp
 import torch
 
 sae_lens = pytest.importorskip("sae_lens")
@@ -19,6 +18,7 @@ from sae_lens import JumpReLUTrainingSAEConfig, StandardTrainingSAEConfig  # noq
 from sae_lens.saes.sae import TrainStepInput  # noqa: E402
 
 import priors  # noqa: E402
+from priors.sae import SparsityPenalty, l0_penalty  # noqa: E402
 from priors.sae.dictionary_learning import PriorAutoEncoder, PriorTrainer  # noqa: E402
 from priors.sae.saelens import (  # noqa: E402
     PriorTrainingSAE,
@@ -26,10 +26,8 @@ from priors.sae.saelens import (  # noqa: E402
     build_training_sae,
     train_saelens,
 )
-from priors.sae.sparsity import SparsityPenalty  # noqa: E402
 
-A = sp.Symbol("a")
-L0 = priors.Penalty(sp.Piecewise((0, sp.Eq(A, 0)), (1, True)), A)  # 1[a ≠ 0]
+L0 = l0_penalty()  # 1[a ≠ 0]
 
 
 def val(t):
