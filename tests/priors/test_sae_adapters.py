@@ -154,6 +154,27 @@ def test_derived_l0_activation_is_saelens_jumprelu(one_thread):
     assert torch.equal(ours.encode(x), f_ref)
 
 
+def test_derived_l0_sae_loss_values_are_saelens_jumprelu(one_thread):
+    """PriorTrainingSAE with the L0 penalty and its prox has SAELens' JumpReLU ("step" mode)
+    latents and l0_loss value on the same weights.  (Only the values: SAELens' l0_loss also
+    sends a pseudo-gradient to the threshold, the derived L0 penalty has gradient 0.)"""
+    c, d = 0.3, 12
+    jr = JumpReLUTrainingSAEConfig(d_in=8, d_sae=d, l0_coefficient=c, jumprelu_bandwidth=0.05,
+                                   jumprelu_init_threshold=0.05, decoder_init_norm=None)  # fmt: skip
+    ref = build_training_sae(jr, seed=0)
+    cfg = PriorTrainingSAEConfig(d_in=8, d_sae=d, prior=L0, coefficient=c, bandwidth=0.05)
+    ours = build_training_sae(cfg, seed=0)
+    state = dict(ref.state_dict())
+    state["activation_fn.threshold"] = state.pop("threshold")
+    ours.load_state_dict(state)
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    out_ref = ref.training_forward_pass(step_input(x, {"l0": c}))
+    out = ours.training_forward_pass(step_input(x, {"prior": c}))
+    assert torch.equal(out.feature_acts, out_ref.feature_acts)
+    assert 0 < val(out_ref.losses["l0_loss"]) < c * d
+    assert abs(val(out.losses["prior_loss"] - out_ref.losses["l0_loss"])) <= 1e-6
+
+
 def test_train_saelens_prior_sae_learns_and_logs_the_derived_penalty(one_thread):
     """A few hundred SAELens steps of the derived SAE: loss falls by more than half, the
     logged prior_loss is the SparsityPenalty of the same latents, the caller's RNG state is
