@@ -159,8 +159,14 @@ def test_derived_l0_sae_loss_values_are_saelens_jumprelu(one_thread):
     latents and l0_loss value on the same weights.  (Only the values: SAELens' l0_loss also
     sends a pseudo-gradient to the threshold, the derived L0 penalty has gradient 0.)"""
     c, d = 0.3, 12
-    jr = JumpReLUTrainingSAEConfig(d_in=8, d_sae=d, l0_coefficient=c, jumprelu_bandwidth=0.05,
-                                   jumprelu_init_threshold=0.05, decoder_init_norm=None)  # fmt: skip
+    jr = JumpReLUTrainingSAEConfig(
+        d_in=8,
+        d_sae=d,
+        l0_coefficient=c,
+        jumprelu_bandwidth=0.05,
+        jumprelu_init_threshold=0.05,
+        decoder_init_norm=None,
+    )
     ref = build_training_sae(jr, seed=0)
     cfg = PriorTrainingSAEConfig(d_in=8, d_sae=d, prior=L0, coefficient=c, bandwidth=0.05)
     ours = build_training_sae(cfg, seed=0)
