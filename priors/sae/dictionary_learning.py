@@ -286,10 +286,18 @@ class PriorTrainer(_TrainerBase):
     def loss(self, x: torch.Tensor, step: int | None = None, logging: bool = False, **_: Any):
         """Reconstruction plus warmed-up penalty on a batch ``x`` (see the module docstring)."""
         x = check_activations(x, "activations").to(self.device)
-        x_hat, f = self.ae(x, output_features=True)
+        W_dec = self._decoder() if self.sparsity.decoder_norm else None
+        act = getattr(self.ae, "activation", None)
+        if getattr(act, "has_jump", False) and hasattr(self.ae, "encode"):
+            # the penalty's jump at the threshold trains it too (SAELens' Step for L0)
+            f, pre = self.ae.encode(x, output_pre=True)
+            x_hat = self.ae.decode(f)
+            sparsity = self.sparsity(f, W_dec, hidden_pre=pre, activation=act)
+        else:
+            x_hat, f = self.ae(x, output_features=True)
+            sparsity = self.sparsity(f, W_dec)
         recon = (x - x_hat).pow(2).sum(dim=-1).mean()
         scale = self._sparsity_scale(step)
-        sparsity = self.sparsity(f, self._decoder() if self.sparsity.decoder_norm else None)
         loss = recon + scale * self.coefficient * sparsity
         if not logging:
             return loss

@@ -272,20 +272,31 @@ class PriorTrainingSAE(TrainingSAE[PriorTrainingSAEConfig]):
         hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
         return self.hook_sae_acts_post(self.activation_fn(hidden_pre)), hidden_pre
 
-    def prior_loss(self, feature_acts: torch.Tensor, coefficient: float) -> torch.Tensor:
-        """``coefficient · SparsityPenalty(feature_acts, W_dec)`` (W_dec only with decoder_norm)."""
+    def prior_loss(
+        self, feature_acts: torch.Tensor, coefficient: float, hidden_pre: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``coefficient · SparsityPenalty(feature_acts, W_dec)`` (W_dec only with decoder_norm).
+
+        With ``hidden_pre`` and a prox activation that jumps at its threshold, the penalty's
+        jump also trains the threshold (SAELens' ``Step`` for L0).
+        """
         W_dec = self.W_dec if self.cfg.decoder_norm else None
+        act = self.activation_fn
+        if hidden_pre is not None and getattr(act, "has_jump", False):
+            return coefficient * self.sparsity(
+                feature_acts, W_dec, hidden_pre=hidden_pre, activation=act
+            )
         return coefficient * self.sparsity(feature_acts, W_dec)
 
     def calculate_aux_loss(
         self,
         step_input: TrainStepInput,
         feature_acts: torch.Tensor,
-        hidden_pre: torch.Tensor,  # noqa: ARG002 - SAELens' signature
-        sae_out: torch.Tensor,  # noqa: ARG002
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,  # noqa: ARG002 - SAELens' signature
     ) -> dict[str, torch.Tensor]:
         coefficient = step_input.coefficients[ARCHITECTURE]
-        return {"prior_loss": self.prior_loss(feature_acts, coefficient)}
+        return {"prior_loss": self.prior_loss(feature_acts, coefficient, hidden_pre)}
 
 
 def _register(architecture: str, cls: type, cfg_cls: type, table: dict, register) -> None:

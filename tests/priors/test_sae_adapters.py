@@ -156,8 +156,8 @@ def test_derived_l0_activation_is_saelens_jumprelu(one_thread):
 
 def test_derived_l0_sae_loss_values_are_saelens_jumprelu(one_thread):
     """PriorTrainingSAE with the L0 penalty and its prox has SAELens' JumpReLU ("step" mode)
-    latents and l0_loss value on the same weights.  (Only the values: SAELens' l0_loss also
-    sends a pseudo-gradient to the threshold, the derived L0 penalty has gradient 0.)"""
+    latents, l0_loss value and gradients on the same weights: the penalty's jump at the
+    threshold sends SAELens' Step pseudo-gradient to the threshold."""
     c, d = 0.3, 12
     jr = JumpReLUTrainingSAEConfig(
         d_in=8,
@@ -179,6 +179,14 @@ def test_derived_l0_sae_loss_values_are_saelens_jumprelu(one_thread):
     assert torch.equal(out.feature_acts, out_ref.feature_acts)
     assert 0 < val(out_ref.losses["l0_loss"]) < c * d
     assert abs(val(out.losses["prior_loss"] - out_ref.losses["l0_loss"])) <= 1e-6
+    out.loss.backward()
+    out_ref.loss.backward()
+    assert float(ref.threshold.grad.abs().max()) > 0.1
+    torch.testing.assert_close(ours.activation_fn.threshold.grad, ref.threshold.grad,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        torch.testing.assert_close(getattr(ours, name).grad, getattr(ref, name).grad,
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_train_saelens_prior_sae_learns_and_logs_the_derived_penalty(one_thread):
