@@ -7,6 +7,7 @@ threshold (JumpReLU), and every other derived prox its own thresholding function
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..prox import prox as _derive_prox
 from ._checks import as_penalty, check_activations, check_nonnegative
-from ._deadzone import DeadZone, dead_zone
+from ._deadzone import dead_zone
 from ._live_prox import LiveProx, derivative_functions
 from ._prox_grad import ProxFunction, ThresholdStep, joint_prox_vjp
 
@@ -127,16 +128,11 @@ class ProxActivation(nn.Module):
             )
         self.penalty, self.d_sae, self.k = pen, d_sae, k
         self.nonnegative, self.bandwidth = nonnegative and not support_pos, float(bandwidth)
-        self._prox = px.to_torch()
-        self._pen = pen.to_torch()
-        self._zone: DeadZone | None = dead_zone(self._prox, self._pen) if k == 1 else None
-        if self._zone is not None and not self._zone.exists:
-            self._zone = None
+        parts = _compiled(_PenaltyKey(pen, px))
+        self._prox, self._pen, self._zone = parts["prox"], parts["pen"], parts.get("zone")
         if k == 1:
-            self._symmetric = bool(px.symmetric)
-            self._zero_below = self._symmetric or _zero_below(self._prox)
-            self._derivs = derivative_functions(pen)
-            self._live = LiveProx(self._prox, self._pen, self._zone, self._derivs)
+            self._symmetric, self._zero_below = parts["symmetric"], parts["zero_below"]
+            self._derivs, self._live = parts["derivs"], parts["live"]
         if threshold is not None:
             if self._zone is None:
                 raise ValueError(
@@ -205,6 +201,39 @@ class ProxActivation(nn.Module):
     def extra_repr(self) -> str:
         kind = "threshold" if self._zone is not None else "log_t"
         return f"pen={self.penalty.expr}, d_sae={self.d_sae}, k={self.k}, parameter={kind}"
+
+
+class _PenaltyKey:
+    """Hashes a penalty by its expression, variable, support and spike-and-slab parts, so
+    that activations of equal penalties share their compiled functions and tables."""
+
+    def __init__(self, pen, px):
+        self.pen, self.px = pen, px
+        slab = tuple(str(pen.meta.get(k)) for k in ("slab_penalty", "l0_weight", "slab_support"))
+        self.key = (pen.expr, pen.var, pen.support, slab, pen.dim)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PenaltyKey) and self.key == other.key
+
+
+@lru_cache(maxsize=32)
+def _compiled(key: _PenaltyKey) -> dict:
+    """Compiled prox and penalty, and for a scalar penalty its dead zone and fast solver
+    (built once per penalty: about a second of exact prox evaluations)."""
+    pen, px = key.pen, key.px
+    parts = {"prox": px.to_torch(), "pen": pen.to_torch()}
+    if pen.dim > 1:
+        return parts
+    zone = dead_zone(parts["prox"], parts["pen"])
+    parts["zone"] = zone if zone.exists else None
+    parts["symmetric"] = bool(px.symmetric)
+    parts["zero_below"] = parts["symmetric"] or _zero_below(parts["prox"])
+    parts["derivs"] = derivative_functions(pen)
+    parts["live"] = LiveProx(parts["prox"], parts["pen"], parts["zone"], parts["derivs"])
+    return parts
 
 
 def _sign_symmetric(px) -> bool:
