@@ -1,14 +1,20 @@
 """Sparse autoencoders with penalties and activations derived from priors.
 
+- :class:`SparsityPenalty`: the sparsity term ``λ Σ pen(f)`` of an SAE loss, from a prior.
+- :class:`ProxActivation`: the encoder nonlinearity ``prox_{t·pen}``, with learnable weights.
 - :mod:`priors.sae.training`: a plain SAE trainer (:func:`train_sae`) and its metrics.
 
 Examples
 --------
->>> import torch
->>> from priors.sae import train_sae
->>> sae = train_sae(torch.randn(256, 8), torch.abs, n_latents=16, coefficient=0.1, steps=10)
+>>> import torch, priors
+>>> from priors.sae import ProxActivation, SparsityPenalty, train_sae
+>>> pen = SparsityPenalty(priors.get("laplace", b=1), coefficient=0.1)
+>>> act = ProxActivation(priors.get("laplace", b=1), d_sae=16, t=0.1)
+>>> sae = train_sae(torch.randn(256, 8), pen, n_latents=16, steps=10, activation=act)
 """
 
+from .activation import ProxActivation
+from .sparsity import SparsityPenalty
 from .training import SparseAutoencoder, sae_metrics, train_sae
 
-__all__ = ["SparseAutoencoder", "sae_metrics", "train_sae"]
+__all__ = ["ProxActivation", "SparseAutoencoder", "SparsityPenalty", "sae_metrics", "train_sae"]

@@ -35,6 +35,7 @@ from torch import nn
 from ._checks import check_count as _count
 from ._checks import check_nonnegative as _nonnegative
 from ._checks import generator as _generator
+from .sparsity import SparsityPenalty
 
 __all__ = ["SparseAutoencoder", "sae_metrics", "train_sae"]
 
@@ -135,8 +136,10 @@ def train_sae(
     ----------
     x : Tensor (n, d_in)
         Activations; the SAE takes their dtype and device.
-    penalty : callable
-        Elementwise penalty on the latents, e.g. ``priors.penalty(prior).to_torch()`` or
+    penalty : SparsityPenalty or callable
+        A :class:`priors.sae.SparsityPenalty` (its own coefficient and decoder-norm option
+        apply, and multiply ``coefficient``), or an elementwise penalty on the latents, e.g.
+        ``priors.penalty(prior).to_torch()`` or
         ``torch.abs`` (L1); summed over latents, averaged over the batch.
     n_latents : int
         Dictionary size.
@@ -181,7 +184,7 @@ def train_sae(
         xb = x[torch.randint(len(x), (batch_size,), generator=gen).to(x.device)]
         f, x_hat = sae(xb)
         rec = ((xb - x_hat) ** 2).sum(1).mean()
-        loss = reconstruction_scale * rec + coefficient * penalty(f).sum(1).mean()
+        loss = reconstruction_scale * rec + coefficient * _sparsity(penalty, f, sae)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 "the SAE loss became non-finite: lower lr or coefficient, or check the penalty "
@@ -192,6 +195,12 @@ def train_sae(
         opt.step()
         sae.normalize_decoder()
     return sae
+
+
+def _sparsity(penalty, f: torch.Tensor, sae: SparseAutoencoder) -> torch.Tensor:
+    if isinstance(penalty, SparsityPenalty):
+        return penalty(f, sae.W_dec if penalty.decoder_norm else None)
+    return penalty(f).sum(1).mean()
 
 
 @torch.no_grad()
