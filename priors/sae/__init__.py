@@ -14,7 +14,14 @@ Examples
 """
 
 from .activation import ProxActivation
-from .sparsity import SparsityPenalty
+from .sparsity import SparsityPenalty, l0_penalty
 from .training import SparseAutoencoder, sae_metrics, train_sae
 
-__all__ = ["ProxActivation", "SparseAutoencoder", "SparsityPenalty", "sae_metrics", "train_sae"]
+__all__ = [
+    "ProxActivation",
+    "SparseAutoencoder",
+    "SparsityPenalty",
+    "l0_penalty",
+    "sae_metrics",
+    "train_sae",
+]

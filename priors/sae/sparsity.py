@@ -14,7 +14,29 @@ from torch import nn
 
 from ._checks import as_penalty, check_activations, check_nonnegative
 
-__all__ = ["SparsityPenalty"]
+__all__ = ["SparsityPenalty", "l0_penalty"]
+
+
+def l0_penalty():
+    r"""The L0 penalty ``pen(a) = 1[a ≠ 0]`` as a :class:`priors.Penalty`.
+
+    No proper prior has it (``exp(−pen)`` does not integrate), but its prox is the hard
+    threshold ``v·1[|v| > √(2t)]``, so :class:`ProxActivation` of it is JumpReLU and
+    :class:`SparsityPenalty` of it counts active latents (its gradient is 0 almost everywhere:
+    train the threshold through the activation's pseudo-derivative).
+
+    Examples
+    --------
+    >>> from priors.sae import l0_penalty
+    >>> l0_penalty().expr
+    Piecewise((0, Eq(a, 0)), (1, True))
+    """
+    import sympy as sp
+
+    from ..penalty import Penalty
+
+    a = sp.Symbol("a", real=True)
+    return Penalty(sp.Piecewise((0, sp.Eq(a, 0)), (1, True)), a)
 
 
 class SparsityPenalty(nn.Module):
@@ -62,8 +84,8 @@ class SparsityPenalty(nn.Module):
     >>> import torch, priors
     >>> from priors.sae import SparsityPenalty
     >>> l1 = SparsityPenalty(priors.get("laplace", b=1), coefficient=0.5)
-    >>> float(l1(torch.tensor([[1.0, -2.0], [0.0, 3.0]])))
-    3.0
+    >>> float(l1(torch.tensor([[1.0, -2.0], [0.0, 3.0]])))   # 0.5 · mean(3, 3)
+    1.5
     """
 
     def __init__(

@@ -4,17 +4,15 @@ import math
 
 import numpy as np
 import pytest
-import sympy as sp
 import torch
 from scipy import integrate
 from torch.func import functional_call
 
 import priors
 from priors import ImproperPriorError
-from priors.sae import ProxActivation, SparsityPenalty
+from priors.sae import ProxActivation, SparsityPenalty, l0_penalty
 
-A = sp.Symbol("a")
-L0 = priors.Penalty(sp.Piecewise((0, sp.Eq(A, 0)), (1, True)), A)
+L0 = l0_penalty()
 
 
 def laplace():
