@@ -66,37 +66,6 @@ def load(args) -> Data:
     return Data(run, run.train * scale, run.held * scale, scale)
 
 
-def train(sae, x: torch.Tensor, *, steps: int, batch: int, lr: float, seed: int):
-    """SAELens' own loss (``training_forward_pass``) and SAETrainer's step, on a tensor."""
-    from sae_lens.saes.sae import TrainStepInput
-
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    final = {k: getattr(v, "value", v) for k, v in sae.get_coefficients().items()}
-    warm = max(1, steps // 20)  # coefficients ramp up over the first 5 % of steps
-    since_fired = torch.zeros(sae.cfg.d_sae)
-    for step in range(steps):
-        xb = x[torch.randint(x.shape[0], (batch,), generator=gen)]
-        coefficients = {k: v * min(1.0, (step + 1) / warm) for k, v in final.items()}
-        out = sae.training_forward_pass(
-            TrainStepInput(
-                sae_in=xb,
-                coefficients=coefficients,
-                dead_neuron_mask=since_fired > steps // 10,
-                n_training_steps=step,
-                is_logging_step=False,
-            )
-        )
-        with torch.no_grad():
-            since_fired += 1
-            since_fired[(out.feature_acts != 0).any(0)] = 0
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        opt.step()
-    return sae
-
-
 def evaluate(sae, data: Data) -> dict[str, float]:
     x = data.held
     with torch.no_grad():
@@ -125,35 +94,29 @@ def fit_latents(sae, x: torch.Tensor, seed: int):
     return fit_prior(latents_for_fit(sae, x), zero_inflated=True, gof_top=0, seed=seed)
 
 
-def saelens_builders(d_in: int, d_sae: int) -> dict[str, Callable]:
-    from sae_lens import (
-        JumpReLUTrainingSAE,
-        JumpReLUTrainingSAEConfig,
-        StandardTrainingSAE,
-        StandardTrainingSAEConfig,
-        TopKTrainingSAE,
-        TopKTrainingSAEConfig,
-    )
+def builders(d_in: int, d_sae: int, warm: int, activation: str) -> dict[str, Callable]:
+    """Knob -> SAELens TrainingSAE config, per method; ``"derived"`` also takes the prior."""
+    from sae_lens import JumpReLUTrainingSAEConfig, StandardTrainingSAEConfig, TopKTrainingSAEConfig
 
-    def l1(c):
-        return StandardTrainingSAE(
-            StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=c)
-        )
+    from priors.sae.saelens import PriorTrainingSAEConfig
 
-    def topk(k):
-        return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=int(k)))
-
-    def jumprelu(c):
-        return JumpReLUTrainingSAE(
-            JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l0_coefficient=c)
-        )
-
-    return {"L1": l1, "TopK": topk, "JumpReLU": jumprelu}
-
-
-def derived_builder(d_in: int, d_sae: int, prior) -> Callable:
-    """SLOT: the SAELens adapter's TrainingSAE with the derived penalty and prox activation."""
-    raise NotImplementedError("derived SAE: waiting for the SAELens adapter (priors.sae.saelens)")
+    size = dict(d_in=d_in, d_sae=d_sae)
+    return {
+        "L1": lambda c: StandardTrainingSAEConfig(**size, l1_coefficient=c, l1_warm_up_steps=warm),
+        "TopK": lambda k: TopKTrainingSAEConfig(**size, k=int(k)),
+        "JumpReLU": lambda c: JumpReLUTrainingSAEConfig(
+            **size, l0_coefficient=c, l0_warm_up_steps=warm
+        ),  # fmt: skip
+        # λ‖x − x̂‖²-scaled MAP: the prox of ½‖·‖² + t·pen has t = λ/2
+        "derived": lambda c, prior: PriorTrainingSAEConfig(
+            **size,
+            prior=prior,
+            coefficient=c,
+            coefficient_warm_up_steps=warm,
+            activation=activation,
+            t=c / 2,
+        ),  # fmt: skip
+    }
 
 
 def _cell(values: list[float], key: str) -> str:
@@ -204,7 +167,36 @@ def figure(rows, order: list[str], path: Path, title: str) -> None:
     print(f"figure: {path}")
 
 
-def main(argv=None) -> None:
+def at_l0(rows, name: str, key: str, target: float, seeds: int) -> list[float]:
+    """``key`` of method ``name`` at L0 = ``target``, per seed: log-log interpolation along its
+    sweep (NaN where the sweep does not reach ``target``)."""
+    out = []
+    for s in range(seeds):
+        pts = sorted((r[s]["l0"], r[s][key]) for (n, _), r in rows.items() if n == name)
+        l0, y = np.log([p[0] for p in pts]), np.log([max(p[1], 1e-12) for p in pts])
+        inside = l0[0] <= np.log(target) <= l0[-1]
+        out.append(float(np.exp(np.interp(np.log(target), l0, y))) if inside else np.nan)
+    return out
+
+
+def comparison(rows, order: list[str], seeds: int, targets=(5.0, 10.0, 20.0)) -> str:
+    lines = [f"{'at L0 =':<12}" + "".join(f"{t:>14g}{'':>14}" for t in targets),
+             f"{'':<12}" + "".join(f"{'NMSE':>14}{'ΔCE':>14}" for _ in targets)]  # fmt: skip
+    for name in order:
+        cells = ""
+        for t in targets:
+            for key in ("nmse", "dce"):
+                v = at_l0(rows, name, key, t, seeds)
+                cells += (
+                    f"{np.nanmean(v):>7.3f} ± {np.nanstd(v):<4.3f}"
+                    if np.isfinite(v).all()
+                    else f"{'-':>14}"
+                )
+        lines.append(f"{name:<12}{cells}")
+    return "\n".join(lines)
+
+
+def parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a 1-2 min check: small LM, 2 seeds")
     p.add_argument("--seeds", type=int, default=3)
@@ -218,19 +210,23 @@ def main(argv=None) -> None:
     p.add_argument("--fit-l1", type=float, default=1.0, help="the L1 SAE the prior is fitted to")
     p.add_argument("--topk", type=float, nargs="+", default=[4, 8, 16, 32])
     p.add_argument("--jumprelu", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
-    p.add_argument("--derived", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0])
+    p.add_argument("--derived", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0])
     p.add_argument("--iterations", type=int, default=2, help="fit -> derive -> train rounds")
+    p.add_argument("--activation", choices=["relu", "prox"], default="relu",
+                   help="derived SAEs' encoder: ReLU, or the prox of the derived penalty "
+                   "(ProxActivation; ~100x slower per step on CPU for a fitted prior)")  # fmt: skip
     p.add_argument("--figure", type=Path, default=FIGURE)
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.batch = 2, 300, 256
-        args.l1, args.topk, args.jumprelu, args.derived = [1.0, 3.0], [8, 16], [0.03, 0.3], [1, 3]
+        args.l1, args.topk, args.jumprelu, args.derived = [1.0, 3.0], [8, 16], [0.03, 0.3], [0.1, 1]
         args.iterations, args.fit_l1 = 1, 1.0
     if args.fit_l1 not in args.l1:
         args.l1 = sorted({*args.l1, args.fit_l1})
-    torch.set_num_threads(1)  # small matrices: one thread is fastest and shares the machine
-    t0 = time.time()
-    data = load(args)
+    return args
+
+
+def describe(data: Data) -> None:
     run, corpus = data.run, data.run.corpus
     print(f"data: {corpus.n_chars} characters from {len(corpus.files)} files of the standard "
           f"library at {corpus.stdlib} (Python {corpus.python_version.split()[0]}, "
@@ -241,49 +237,67 @@ def main(argv=None) -> None:
           f"{' (loaded from cache)' if run.from_cache else ''}")  # fmt: skip
     print(f"activations: site {run.site}, {tuple(data.train.shape)} train, "
           f"{tuple(data.held.shape)} held-out, scaled by {data.scale:.4f}")  # fmt: skip
-    d_in = data.train.shape[1]
-    build = saelens_builders(d_in, args.d_sae)
-    knobs = {"L1": args.l1, "TopK": args.topk, "JumpReLU": args.jumprelu}
-    kw = dict(steps=args.steps, batch=args.batch, lr=args.lr)
+
+
+def run_seed(args, data: Data, seed: int, rows: dict, fitted: list[str]) -> None:
+    """Every SAE of one seed; the derived ones from priors fitted to this seed's SAEs."""
+    from priors.sae.saelens import build_training_sae, train_saelens
+
+    build = builders(data.train.shape[1], args.d_sae, args.steps // 20, args.activation)
+    trained = {}
+
+    def one(name, cfg, knob):
+        sae = build_training_sae(cfg, seed=seed)
+        train_saelens(sae, data.train, steps=args.steps, batch_size=args.batch, lr=args.lr,
+                      seed=seed, progress=False)  # fmt: skip
+        metrics = evaluate(sae, data)
+        rows.setdefault((name, knob), []).append(metrics)
+        trained[name, knob] = sae, metrics
+
+    for name in ("L1", "TopK", "JumpReLU"):
+        for knob in getattr(args, name.lower()):
+            one(name, build[name](knob), knob)
+    source = ("L1", args.fit_l1)
+    for it in range(args.iterations):
+        sae, metrics = trained[source]
+        best = fit_latents(sae, data.train[:16_384], seed).best_fit
+        fitted.append(f"seed {seed}, fit {it + 1} to {source[0]} {source[1]:g} "
+                      f"(L0 {metrics['l0']:.1f}): {best.family} "
+                      f"{ {k: round(v, 3) for k, v in best.params.items()} }, "
+                      f"P(f != 0) = {best.pi:.3f}")  # fmt: skip
+        name = f"derived {it + 1}"
+        for knob in args.derived:
+            one(name, build["derived"](knob, best.prior()), knob)
+        # refit to the derived SAE whose L0 is closest to that of the first source
+        target = trained["L1", args.fit_l1][1]["l0"]
+        knob = min(args.derived, key=lambda k: abs(np.log(trained[name, k][1]["l0"] / target)))
+        source = (name, knob)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    torch.set_num_threads(1)  # small matrices: one thread is fastest and shares the machine
+    t0 = time.time()
+    data = load(args)
+    describe(data)
     rows: dict[tuple[str, float], list[dict]] = {}
     fitted: list[str] = []
-    order = ["L1", "TopK", "JumpReLU"] + [f"derived {i + 1}" for i in range(args.iterations)]
-    fit_x = data.train[:16_384]
-
-    def one(name, builder, knob, seed):
-        torch.manual_seed(seed)  # SAELens initialises from torch's global RNG
-        sae = train(builder(knob), data.train, seed=seed, **kw)
-        rows.setdefault((name, knob), []).append(evaluate(sae, data))
-        return sae
-
     for seed in range(args.seeds):
-        saes = {}
-        for name, values in knobs.items():
-            for knob in values:
-                saes[name, knob] = one(name, build[name], knob, seed)
-        source, source_name = saes["L1", args.fit_l1], f"L1 {args.fit_l1:g}"
-        for it in range(args.iterations):
-            report = fit_latents(source, fit_x, seed)
-            best = report.best_fit
-            fitted.append(f"seed {seed}, fit {it + 1} (to {source_name}): {best.family} "
-                          f"{ {k: round(v, 3) for k, v in best.params.items()} }, "
-                          f"P(f != 0) = {best.pi:.3f}")  # fmt: skip
-            name = f"derived {it + 1}"
-            builder = derived_builder(d_in, args.d_sae, report.best)
-            for knob in args.derived:
-                saes[name, knob] = one(name, builder, knob, seed)
-            mid = args.derived[len(args.derived) // 2]
-            source, source_name = saes[name, mid], f"{name} {mid:g}"
+        run_seed(args, data, seed, rows, fitted)
         print(f"  seed {seed} done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    order = ["L1", "TopK", "JumpReLU"] + [f"derived {i + 1}" for i in range(args.iterations)]
     print("\nfitted priors (priors.fit, hurdle, BIC) to f_i·‖W_dec,i‖ of the source SAE:")
     for line in fitted:
         print("  " + line)
     print(f"\nSAEs: d_sae {args.d_sae}, {args.steps} Adam steps x batch {args.batch}, "
-          f"lr {args.lr:g}; {args.seeds} seeds, mean ± sd; knob = l1_coefficient, k, "
-          f"l0_coefficient, derived coefficient\n")  # fmt: skip
+          f"lr {args.lr:g} (SAELens SAETrainer); derived encoder {args.activation}; "
+          f"{args.seeds} seeds, mean ± sd; knob = l1_coefficient, k, l0_coefficient, "
+          f"derived coefficient\n")  # fmt: skip
     print(table(rows, order))
+    print("\ninterpolated along each sweep (log-log), per seed, mean ± sd:")
+    print(comparison(rows, order, args.seeds))
     figure(rows, order, args.figure,
-           f"SAEs on {run.site} of a char-level transformer (stdlib source), "
+           f"SAEs on {data.run.site} of a char-level transformer (stdlib source), "
            f"d_sae {args.d_sae}, {args.seeds} seeds")  # fmt: skip
     print(f"\ntotal {time.time() - t0:.0f} s")
 
