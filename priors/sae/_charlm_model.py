@@ -134,12 +134,21 @@ class CharLM(nn.Module):
                 f"got {tuple(ids.shape)}"
             )
         edits = dict(edits or {})
-        for name in edits:
+        for name, edit in edits.items():
             self.config.check_site(name)
+            if not callable(edit):
+                raise TypeError(f"edits[{name!r}] must be callable, got {type(edit).__name__}")
 
         def site(name: str, x: torch.Tensor) -> torch.Tensor:
             edit = edits.get(name)
-            return x if edit is None else edit(x)
+            if edit is None:
+                return x
+            y = edit(x)
+            if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+                got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ValueError(f"edits[{name!r}] must return a tensor of shape "
+                                 f"{tuple(x.shape)}, got {got}")  # fmt: skip
+            return y
 
         x = self.W_E[ids] + self.W_pos[: ids.shape[1]]
         for l, block in enumerate(self.blocks):
