@@ -85,7 +85,9 @@ class ProxFunction(torch.autograd.Function):
             if zone.has_jump:
                 # at a jump ½τ² = ½(f_τ − τ)² + t·pen(f_τ); with stationarity, dt/dτ = f_τ/pen(f_τ)
                 f_tau = mod._prox(tau * (1 + 1e-12), t)
-                dt_dtau = f_tau.abs() / mod._pen(f_tau)
+                pen_tau = mod._pen(f_tau)
+                ok = (f_tau != 0) & (pen_tau > 0)
+                dt_dtau = torch.where(ok, f_tau.abs() / pen_tau, zone.dt_dtau(tau))
             else:
                 dt_dtau = zone.dt_dtau(tau)
             grad_p = (g64 * dx_dt * dt_dtau).sum(lead)

@@ -118,6 +118,7 @@ class ProxActivation(nn.Module):
             )
         check_nonnegative("t", t, strict=True)
         check_nonnegative("bandwidth", bandwidth, strict=True)
+        pen = _closure(pen)
         px = _derive_prox(pen)
         support_pos = bool(pen.support.is_subset(_nonneg_set(k)))
         if nonnegative and not (_sign_symmetric(px) or support_pos):
@@ -201,6 +202,34 @@ class ProxActivation(nn.Module):
     def extra_repr(self) -> str:
         kind = "threshold" if self._zone is not None else "log_t"
         return f"pen={self.penalty.expr}, d_sae={self.d_sae}, k={self.k}, parameter={kind}"
+
+
+def _closure(pen):
+    """A spike-and-slab penalty whose slab undercuts the spike at 0 (``l0 + slab(0⁺) < 0``,
+    as a hurdle fit gives when ``π·g(0⁺) > 1 − π``) is not lower semicontinuous: its prox does
+    not exist near 0.  Its closure, the slab's penalty on ``[0, ∞)`` or ℝ with 0 included, has
+    the same infimum and a continuous prox; it is used, with a warning."""
+    import warnings
+
+    import sympy as sp
+
+    from ..penalty import Penalty
+
+    if pen.dim != 1 or not {"slab_penalty", "l0_weight", "slab_support"} <= set(pen.meta):
+        return pen
+    slab = pen.meta["slab_penalty"] + pen.meta["l0_weight"]
+    at0 = sp.limit(slab, pen.var, 0, "+")
+    if not (at0.is_number and at0.is_finite and float(at0) < 0):
+        return pen
+    warnings.warn(
+        f"prior: the slab undercuts the spike at 0 (l0 weight + slab penalty at 0+ = "
+        f"{float(at0):.3g} < 0), so the spike-and-slab penalty has no prox near 0; the "
+        "activation uses its closure, the slab's penalty with 0 included (a continuous prox)",
+        UserWarning,
+        stacklevel=3,
+    )
+    support = sp.Union(pen.meta["slab_support"], sp.FiniteSet(0))
+    return Penalty(slab, pen.var, support, zero_at_zero=False)
 
 
 class _PenaltyKey:

@@ -269,3 +269,21 @@ def test_penalty_jump_trains_the_threshold_as_saelens_step():
     act1 = ProxActivation(laplace(), 3, t=0.5)
     l1 = SparsityPenalty(laplace())
     assert float(l1(act1(v), hidden_pre=v, activation=act1)) == float(l1(act1(v)))
+
+
+def test_spike_dominated_by_its_slab_uses_the_closure():
+    """A hurdle fit can give l0 + slab(0⁺) < 0 (π·g(0⁺) > 1 − π): the spike-and-slab penalty is
+    then not lower semicontinuous and has no prox near 0.  The activation warns and uses the
+    closure (the slab's penalty with 0 included): a continuous prox with threshold t·slab'(0⁺),
+    finite gradients."""
+    prior = priors.spike_and_slab("half_cauchy", pi=0.5, s=0.2)  # π·g(0) = 1.6 > 1 − π
+    with pytest.warns(UserWarning, match="undercuts the spike"):
+        act = ProxActivation(prior, 4, t=0.1).double()
+    v = torch.linspace(-1, 3, 40, dtype=torch.float64).reshape(10, 4).requires_grad_()
+    out = act(v)
+    closure = priors.prox(act.penalty).to_torch()(torch.relu(v.detach()), act.t.expand(10, 4))
+    torch.testing.assert_close(out.detach(), closure, rtol=1e-9, atol=1e-12)
+    out.sum().backward()
+    assert torch.isfinite(v.grad).all()
+    grad = act.threshold.grad if hasattr(act, "threshold") else act.log_t.grad
+    assert torch.isfinite(grad).all()
