@@ -26,26 +26,35 @@ _NEWTON = 3
 _TOL = 1e-10
 
 
-def derivative_functions(penalty) -> Callable | None:
+def derivative_functions(penalty, symmetric: bool) -> Callable | None:
     """``x ↦ (pen'(x), pen''(x))`` compiled from sympy for ``x ≠ 0`` (the slab of a
-    spike-and-slab), or None when compiling fails (then autograd is used)."""
+    spike-and-slab), or None when compiling fails (then autograd is used).
+
+    Compiled on ``x > 0`` (so that ``|x|`` differentiates without a DiracDelta) and extended
+    by symmetry, for symmetric penalties and those supported on ``[0, ∞)``; None otherwise.
+    """
     import sympy as sp
 
     from .._torch_compile import compile_torch
 
+    if not (symmetric or penalty.support.is_subset(sp.Interval(0, sp.oo))):
+        return None
     expr = penalty.meta.get("slab_penalty", penalty.expr)
-    a = penalty.var
+    y = sp.Symbol("y", positive=True)  # evaluated at x > 0 only: |y| = y, no DiracDelta
     try:
-        d1 = sp.diff(expr, a)
-        f1, f2 = compile_torch(d1, [a]), compile_torch(sp.diff(d1, a), [a])
+        d1 = sp.diff(expr.subs(penalty.var, y), y)
+        d2 = sp.simplify(sp.diff(d1, y))
+        f1, f2 = compile_torch(d1, [y]), compile_torch(d2, [y])
         probe = torch.tensor([0.5, 1.5], dtype=torch.float64)
         _as_tensor(f1(probe), probe), _as_tensor(f2(probe), probe)
     except Exception:  # noqa: BLE001 - any failure: autograd is the fallback
         return None
 
     def both(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _as_tensor(f1(x), x), _as_tensor(f2(x), x)
+        a = x.abs()  # pen'(−a) = −pen'(a), pen''(−a) = pen''(a) for a symmetric penalty
+        return torch.sign(x) * _as_tensor(f1(a), a), _as_tensor(f2(a), a)
 
+    both.linear = d2 == 0  # pen' constant on x > 0: the prox is v − t·pen' there
     return both
 
 
@@ -93,8 +102,8 @@ class LiveProx:
         lo, hi = _cell_range(self.ratio, self.log_t, self.log_u, x, y)
         return lo * v, hi * v, inside
 
-    def _newton(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        for _ in range(_NEWTON):
+    def _newton(self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, steps: int = _NEWTON):
+        for _ in range(steps):
             d1, d2 = self.derivs(x)
             slope = 1 + t * d2
             x = torch.where(slope > 0, x - (x - v + t * d1) / slope, x)
@@ -108,10 +117,21 @@ class LiveProx:
         runs land in different basins and the lower objective wins.  Outside the table's
         range, and wherever the residual is not small, the exact prox is used.
         """
-        lo, hi, inside = self._starts(v, t)
-        xa, xb = self._newton(lo, v, t), self._newton(hi, v, t)
-        objective = [0.5 * (x - v) ** 2 + t * self.pen(x) for x in (xa, xb)]
-        x = torch.where(objective[1] < objective[0], xb, xa)
+        if getattr(self.derivs, "linear", False):  # L1, L0: one Newton step is exact
+            lo, inside = v, torch.ones_like(v, dtype=torch.bool)
+            x = self._newton(v, v, t, steps=1)
+        else:
+            lo, hi, inside = self._starts(v, t)
+            x = self._newton(lo, v, t)
+            two = (hi - lo).abs() > 1e-9 * v  # the cell may straddle a jump: try both ends
+            if two.any():
+                xb = self._newton(hi[two], v[two], t[two])
+                xa, vv, tt = x[two], v[two], t[two]
+                better = 0.5 * (xb - vv) ** 2 + tt * self.pen(xb) < 0.5 * (xa - vv) ** 2 + tt * (
+                    self.pen(xa)
+                )
+                x = x.clone()
+                x[two] = torch.where(better, xb, xa)
         d1, _ = self.derivs(x)
         resid = (x - v + t * d1).abs()
         bad = ~(resid <= _TOL * (v.abs() + 1)) | ~(x > 0) | ~inside

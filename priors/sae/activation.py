@@ -260,7 +260,7 @@ def _compiled(key: _PenaltyKey) -> dict:
     parts["zone"] = zone if zone.exists else None
     parts["symmetric"] = bool(px.symmetric)
     parts["zero_below"] = parts["symmetric"] or _zero_below(parts["prox"])
-    parts["derivs"] = derivative_functions(pen)
+    parts["derivs"] = derivative_functions(pen, parts["symmetric"])
     parts["live"] = LiveProx(parts["prox"], parts["pen"], parts["zone"], parts["derivs"])
     return parts
 
