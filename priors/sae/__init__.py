@@ -2,7 +2,13 @@
 
 - :class:`SparsityPenalty`: the sparsity term ``λ Σ pen(f)`` of an SAE loss, from a prior.
 - :class:`ProxActivation`: the encoder nonlinearity ``prox_{t·pen}``, with learnable weights.
+- :func:`l0_penalty`: the L0 penalty, whose prox activation is JumpReLU.
 - :mod:`priors.sae.training`: a plain SAE trainer (:func:`train_sae`) and its metrics.
+- :mod:`priors.sae.saelens`: a SAELens ``TrainingSAE`` with these parts, and a trainer for any
+  SAELens SAE on in-memory activations (the ``sae`` extra).
+- :mod:`priors.sae.dictionary_learning`: a trainer in dictionary_learning's protocol.
+- :mod:`priors.sae.charlm`: real activations without downloads, from a character-level
+  transformer trained on the Python standard library's source.
 
 Examples
 --------
