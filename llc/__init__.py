@@ -12,6 +12,9 @@ The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for
   :mod:`llc.warmup`;
 - :mod:`llc.observables`: what the loop of :mod:`llc.sampling` records;
 - :mod:`llc.diagnostics`: R-hat, ESS and MCSE.
+
+Beyond the LLC, from the same posterior: :func:`llc.loss_kernel` (``Cov(ℓ_i, ℓ_j)`` over a probe
+set) and :func:`llc.bif` (Bayesian influence ``−Cov(ℓ_i, ℓ_q)``).
 """
 
 from . import (
@@ -30,10 +33,12 @@ from . import (
     zoo,
 )
 from ._advice import LLCWarning
+from .bif import BIFResult, bif  # the function shadows the module's name (still importable)
 from .bounds import Bounds, hessian_bounds
 from .calibration import CalibrationResult, calibrate
 from .estimator import LLCSettings, estimate_llc
 from .kernels import get_kernel
+from .loss_kernel import LossKernel, loss_kernel
 from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
@@ -42,6 +47,7 @@ from .tracking import LLCTracker, LogSchedule, track_checkpoints
 from .trajectory import LLCTrajectory, TrackRecord
 
 __all__ = [
+    "BIFResult",
     "Bounds",
     "CalibrationResult",
     "LLCResult",
@@ -49,10 +55,12 @@ __all__ = [
     "LLCTracker",
     "LLCTrajectory",
     "LLCWarning",
+    "LossKernel",
     "LogSchedule",
     "Potential",
     "ProbeLosses",
     "adaptation",
+    "bif",
     "bounds",
     "calibrate",
     "calibration",
@@ -62,6 +70,7 @@ __all__ = [
     "hessian_bounds",
     "kernels",
     "language",
+    "loss_kernel",
     "masks",
     "param_masks",
     "observables",

@@ -10,19 +10,20 @@ autocorrelation of the draws (batch means over chains). Memory: ``8·G·m_r·m_c
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from ._data import prepare_data
-from .estimator import estimate_llc
+from .estimator import _estimate, _warn_frozen, estimate_llc
 from .observables import ProbeLosses, _moved
+from .potential import Potential
+from .settings import LLCSettings
 
 RECORD_EVERY = ProbeLosses.every  # steps between records, as for ProbeLosses
 GROUPS = 8  # default chain groups (at most the number of chains): 7 degrees of freedom
-NUM_CHAINS = inspect.signature(estimate_llc).parameters["num_chains"].default
-LOSS = inspect.signature(estimate_llc).parameters["loss"].default
+_SIGNATURE = inspect.signature(estimate_llc)  # the defaults every function here shares
 
 
 @dataclass(frozen=True)
@@ -200,27 +201,58 @@ def _first(x):
     return next(iter(x.values())) if isinstance(x, dict) else x
 
 
-def prepare_probe(name: str, probe, data, loss, per_token: bool) -> tuple:
-    """``probe`` as ``(inputs, targets)`` on the CPU, checked against the shape of ``data``.
+def posterior(model, data, kw: dict) -> tuple[Potential, LLCSettings]:
+    """The potential and settings that ``estimate_llc(model, data, **kw)`` would sample, its
+    defaults read from its signature."""
+    for bad in ("observables", "backend"):
+        if bad in kw:
+            raise TypeError(f"{bad} cannot be passed here: this call sets it")
+    try:
+        bound = _SIGNATURE.bind(model, data, **kw)
+    except TypeError as exc:  # an unknown keyword, named by Python's message
+        raise TypeError(f"{exc} (the keyword arguments are those of llc.estimate_llc)") from None
+    bound.apply_defaults()
+    a = bound.arguments
+    settings = LLCSettings(**{f.name: a[f.name] for f in fields(LLCSettings)})
+    pot = Potential(
+        model, data, loss=a["loss"], params=a["params"], divergence=a["divergence"],
+        device=a["device"], dtype=a["dtype"],
+    )  # fmt: skip
+    if a["params"] is None:
+        _warn_frozen(model)
+    return pot, settings
+
+
+def sample(pot: Potential, settings: LLCSettings, observable):
+    """The LLC run with ``observable`` recorded: ``(LLCResult, its value)``. Warnings point at
+    the line that called the public function (the frame above the caller)."""
+    result, _ = _estimate(pot, settings, (observable,), stacklevel=5)
+    return result, result.observables[observable.name]
+
+
+def prepare_probe(name: str, probe, pot: Potential, per_token: bool) -> tuple:
+    """``probe`` as ``(inputs, targets)`` on the CPU, checked against the training inputs
+    (None: the training data itself).
 
     A probe set must hold the inputs the model takes: the per-sample shape of the training
     inputs (for token data, sequences of any length), the same keys for keyword inputs, and at
     least one sample. Errors name ``name``.
     """
-    tokens = isinstance(loss, str) and loss == "next_token"
-    if isinstance(loss, str) and loss == "behavioral":
+    tokens = pot.loss_name == "next_token"
+    if pot.behavioral:
         raise ValueError(
             f"{name}: loss='behavioral' is not supported here (its targets are the reference "
             "network's outputs on the training data); pass a loss on (inputs, targets)"
         )
     if per_token and not tokens:
-        raise ValueError(f"per_token needs loss='next_token', got loss={loss!r}")
-    prep = dict(device=torch.device("cpu"), dtype=torch.float64, tokens=tokens)
+        raise ValueError(f"per_token needs loss='next_token', got loss={pot.loss_name!r}")
+    if probe is None:
+        return pot.inputs, pot.targets
     try:
-        x, y = prepare_data(probe, **prep)
+        x, y = prepare_data(probe, device=torch.device("cpu"), dtype=pot.dtype, tokens=tokens)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
-    ref, _ = prepare_data(data, **prep)
+    ref = pot.inputs
     if isinstance(ref, dict) != isinstance(x, dict) or (isinstance(x, dict) and set(x) != set(ref)):
         want = f"keyword inputs {sorted(ref)}" if isinstance(ref, dict) else "a tensor of inputs"
         raise ValueError(f"{name} must hold the inputs the model takes ({want}), like data")
@@ -231,25 +263,24 @@ def prepare_probe(name: str, probe, data, loss, per_token: bool) -> tuple:
             f"{name} inputs have per-sample shape {tuple(xs.shape[1:])} ({xs.dtype}), but the "
             f"model takes {tuple(rs.shape[1:])} ({rs.dtype}), the shape of data's inputs"
         )
-    if isinstance(loss, str) and loss == "cross_entropy" and not y.is_floating_point():
+    if pot.loss_name == "cross_entropy" and not y.is_floating_point():
         y = y.long()
     return x, y
 
 
-def sample(model, data, observable, kw: dict):
-    """``estimate_llc(model, data, observables=[observable], **kw)``: (its result, the value)."""
-    for bad in ("observables", "backend"):
-        if bad in kw:
-            raise TypeError(f"{bad} cannot be passed here: the observable is set by this call")
-    result = estimate_llc(model, data, observables=[observable], **kw)
-    return result, result.observables[observable.name]
-
-
-def num_groups(groups, kw: dict) -> int:
+def num_groups(groups, settings: LLCSettings) -> int:
     """``groups`` checked, default ``min(num_chains, GROUPS)``."""
-    chains = kw.get("num_chains", NUM_CHAINS)
     if groups is None:
-        return min(chains, GROUPS) if isinstance(chains, int) else GROUPS
+        return min(settings.num_chains, GROUPS)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
         raise ValueError(f"groups must be an integer >= 2, got {groups!r}")
     return groups
+
+
+def record_every(every) -> int:
+    """``every`` checked, default as :class:`llc.ProbeLosses`."""
+    if every is None:
+        return RECORD_EVERY
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer, got {every!r}")
+    return every

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _matrix_result as mr
-from ._posterior_cov import LOSS, LossCovariance, num_groups, prepare_probe, sample
+from ._posterior_cov import (
+    LossCovariance,
+    num_groups,
+    posterior,
+    prepare_probe,
+    record_every,
+    sample,
+)
 from .result import LLCResult
 
 __all__ = ["LossKernel", "loss_kernel"]
@@ -125,17 +132,15 @@ def loss_kernel(
     The covariance is accumulated online (running sums per chain group, shifted by the first
     records' mean), never as a (chain, draw, sample) array. Same seed, same matrix.
     """
-    loss = kw.get("loss", LOSS)
-    source = data if probe is None else probe
-    probe_data = prepare_probe("probe", source, data, loss, per_token)
+    pot, settings = posterior(model, data, kw)
     obs = LossCovariance(
-        probe_data,
-        groups=num_groups(groups, kw),
-        every=LossCovariance.every if every is None else every,
+        prepare_probe("probe", probe, pot, per_token),
+        groups=num_groups(groups, settings),
+        every=record_every(every),
         per_token=per_token,
         name="loss_kernel",
     )
-    result, stats = sample(model, data, obs, kw)
+    result, stats = sample(pot, settings, obs)
     return LossKernel(
         matrix=stats.matrix(normalize),
         mcse=stats.mcse(normalize),
