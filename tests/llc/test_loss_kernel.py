@@ -262,3 +262,57 @@ def test_bad_input_names_the_argument():
         llc.loss_kernel(model, (x, y), observables=[], **kw)
     with pytest.raises(ValueError, match="probe"):
         llc.loss_kernel(model, (x, y), probe=({"a": x}, y), **kw)
+
+
+def _probe_losses(xp: np.ndarray, yp: np.ndarray):
+    """``observe`` for :func:`theory.dln_gibbs_llc`: ``½‖y − W_L⋯W_1 x‖²`` per probe sample."""
+
+    def observe(ws):
+        p = ws[0]
+        for w in ws[1:]:
+            p = w @ p
+        return 0.5 * ((yp[None] - np.einsum("coi,mi->cmo", p, xp)) ** 2).sum(-1)
+
+    return observe
+
+
+def test_gibbs_sampler_records_the_gaussian_loss_kernel():
+    # one layer: each Gibbs sweep is an exact, independent draw from N(μ, Σ)
+    from theory import dln_gibbs_llc
+
+    model, x, y = _problem()
+    g = dln_gibbs_llc(
+        nn.Sequential(model), (x, y), num_chains=16, num_sweeps=250, num_burnin=50, seed=0,
+        progress=False, observe=_probe_losses(x.numpy(), y.numpy()),
+    )  # fmt: skip
+    mu, cov = _posterior(model, x, y, g.nbeta, g.localization)
+    moments = g.observed
+    assert moments.count == 16 * 200 and moments.covariance.shape == (20, 20)
+    z = ((moments.covariance - _loss_cov(mu, cov, x, y, x, y)) / moments.mcse)[np.triu_indices(20)]
+    assert _within(_z_summary(z), ONE_SEED_LIMITS), _z_summary(z)
+    with pytest.raises(ValueError, match="observe"):
+        dln_gibbs_llc(nn.Sequential(model), (x, y), num_sweeps=8, progress=False,
+                      observe=lambda ws: np.zeros(3))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_loss_kernel_matches_the_exact_gibbs_sampler_on_a_singular_network(one_thread):
+    # a rank-1 teacher in a 3-3-3 deep linear network (singular), noisy targets: the SGLD loss
+    # kernel (default step, full batch) against the exact Gibbs sampler's, z from both MCSEs;
+    # the limits are the one-seed limits, applied to the mean over two seeds
+    from theory import dln_gibbs_llc, normal_form_teacher, teacher_student_data
+
+    teacher = normal_form_teacher([3, 3, 3], 1, seed=3, dtype=torch.float64)
+    x, y = teacher_student_data(teacher, 200, 3, noise_std=0.5, seed=4)
+    observe = _probe_losses(x[:8].numpy(), y[:8].numpy())
+    summaries = []
+    for seed in (0, 1):
+        k = llc.loss_kernel(teacher, (x, y), probe=(x[:8], y[:8]), seed=seed, num_draws=4000,
+                            num_chains=16, groups=16, progress=False)  # fmt: skip
+        g = dln_gibbs_llc(
+            teacher, (x, y), nbeta=k.llc.nbeta, localization=k.llc.localization, num_chains=16,
+            num_sweeps=2000, seed=seed, progress=False, observe=observe,
+        )  # fmt: skip
+        z = (k.matrix - g.observed.covariance) / np.hypot(k.mcse, g.observed.mcse)
+        summaries.append(_z_summary(z[np.triu_indices(8)]))
+    assert _within(np.mean(summaries, axis=0), ONE_SEED_LIMITS), summaries
