@@ -14,7 +14,8 @@ The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for
 - :mod:`llc.diagnostics`: R-hat, ESS and MCSE.
 
 Beyond the LLC, from the same posterior: :func:`llc.loss_kernel` (``Cov(ℓ_i, ℓ_j)`` over a probe
-set) and :func:`llc.bif` (Bayesian influence ``−Cov(ℓ_i, ℓ_q)``).
+set), :func:`llc.bif` (Bayesian influence ``−Cov(ℓ_i, ℓ_q)``) and :func:`llc.susceptibilities`
+(the response ``−Cov(φ_C, ΔL)`` of components to data shifts).
 """
 
 from . import (
@@ -43,6 +44,7 @@ from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
 from .result import LLCResult
+from .susceptibilities import Susceptibilities, susceptibilities
 from .tracking import LLCTracker, LogSchedule, track_checkpoints
 from .trajectory import LLCTrajectory, TrackRecord
 
@@ -75,6 +77,8 @@ __all__ = [
     "param_masks",
     "observables",
     "sampling",
+    "Susceptibilities",
+    "susceptibilities",
     "TrackRecord",
     "track_checkpoints",
     "tracking",

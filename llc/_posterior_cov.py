@@ -111,11 +111,13 @@ def _flush(acc: dict, alive: torch.Tensor) -> None:
 class LossCovariance:
     """Observable: the grouped covariance of per-sample losses on two probe sets ``a`` and ``b``.
 
-    ``b`` None means ``b = a`` (one evaluation per record). Data are ``(inputs, targets)`` as
-    prepared by :func:`prepare_probe`; ``per_token`` records each predicted token's loss
-    (``loss="next_token"``). Records follow :class:`llc.observables.ProbeLosses`: every
-    ``every`` steps, buffered until the loop's divergence check, dropped for a chain found
-    diverged there.
+    ``b`` None means ``b = a`` (one evaluation per record); ``b_sets``, several data sets whose
+    losses are concatenated into ``b``, may replace it. ``reduce_a`` records the mean of ``a``'s
+    per-sample losses (one column) instead. Data are ``(inputs, targets)`` as prepared by
+    :func:`prepare_probe`; ``per_token`` records each predicted token's loss
+    (``loss="next_token"``) in ``b``, and in ``a`` unless reduced. Records follow
+    :class:`llc.observables.ProbeLosses`: every ``every`` steps, buffered until the loop's
+    divergence check, dropped for a chain found diverged there.
     """
 
     a: tuple
@@ -124,14 +126,22 @@ class LossCovariance:
     every: int = RECORD_EVERY
     per_token: bool = False
     name: str = "loss_covariance"
+    b_sets: tuple = ()
+    reduce_a: bool = False
 
-    def _size(self, data) -> int:
+    def _size(self, data, per_token: bool) -> int:
         targets = data[1]
-        return targets.shape[0] * (targets.shape[1] - 1) if self.per_token else targets.shape[0]
+        return targets.shape[0] * (targets.shape[1] - 1) if per_token else targets.shape[0]
+
+    def _sets(self) -> list:
+        """The data sets evaluated at each record: ``a`` first, then those of ``b``."""
+        return [self.a, *((self.b,) if self.b is not None else self.b_sets)]
 
     def init(self, num_chains: int):
         g = min(self.groups, num_chains)
-        m_a, m_b = self._size(self.a), self._size(self.b or self.a)
+        m_a = 1 if self.reduce_a else self._size(self.a, self.per_token)
+        rest = self._sets()[1:]
+        m_b = sum(self._size(d, self.per_token) for d in rest) if rest else m_a
         zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
         return {
             "groups": [torch.arange(k, num_chains, g) for k in range(g)],
@@ -142,8 +152,8 @@ class LossCovariance:
             "pending": [], "alive": None, "data": None,
         }  # fmt: skip
 
-    def _losses(self, pot, w, data):
-        record = pot.per_token_losses if self.per_token else pot.per_sample_losses
+    def _losses(self, pot, w, data, per_token: bool):
+        record = pot.per_token_losses if per_token else pot.per_sample_losses
         return record(w, *data).reshape(w.shape[0], -1).to(torch.float64).cpu()
 
     def update(self, acc, step):
@@ -154,12 +164,13 @@ class LossCovariance:
             return acc
         pot = step.potential
         if acc["data"] is None:
-            acc["data"] = [
-                None if d is None else (_moved(d[0], pot), _moved(d[1], pot))
-                for d in (self.a, self.b)
-            ]
-        a = self._losses(pot, step.position, acc["data"][0])
-        b = a if self.b is None else self._losses(pot, step.position, acc["data"][1])
+            acc["data"] = [(_moved(d[0], pot), _moved(d[1], pot)) for d in self._sets()]
+        w, (first, *rest) = step.position, acc["data"]
+        if self.reduce_a:
+            a = self._losses(pot, w, first, False).mean(1, keepdim=True)
+        else:
+            a = self._losses(pot, w, first, self.per_token)
+        b = torch.cat([self._losses(pot, w, d, self.per_token) for d in rest], 1) if rest else a
         finite = torch.isfinite(a).all(dim=1) & torch.isfinite(b).all(dim=1)
         acc["pending"].append((a, b, finite))
         return acc
