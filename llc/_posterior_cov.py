@@ -230,7 +230,7 @@ def posterior(model, data, kw: dict) -> tuple[Potential, LLCSettings]:
         device=a["device"], dtype=a["dtype"],
     )  # fmt: skip
     if a["params"] is None:
-        _warn_frozen(model)
+        _warn_frozen(model, stacklevel=4)  # the line that called the public function
     return pot, settings
 
 
