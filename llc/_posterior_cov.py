@@ -10,7 +10,7 @@ autocorrelation of the draws (batch means over chains). Memory: ``8·G·m_r·m_c
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from .settings import LLCSettings
 
 RECORD_EVERY = ProbeLosses.every  # steps between records, as for ProbeLosses
 GROUPS = 8  # default chain groups (at most the number of chains): 7 degrees of freedom
+GROUP_MEMORY = 2**31  # bytes of grouped sums above which the default takes fewer groups (≥ 2)
 _SIGNATURE = inspect.signature(estimate_llc)  # the defaults every function here shares
 
 
@@ -137,11 +138,16 @@ class LossCovariance:
         """The data sets evaluated at each record: ``a`` first, then those of ``b``."""
         return [self.a, *((self.b,) if self.b is not None else self.b_sets)]
 
-    def init(self, num_chains: int):
-        g = min(self.groups, num_chains)
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m_a, m_b)``: the recorded columns of ``a`` and ``b``."""
         m_a = 1 if self.reduce_a else self._size(self.a, self.per_token)
         rest = self._sets()[1:]
-        m_b = sum(self._size(d, self.per_token) for d in rest) if rest else m_a
+        return m_a, sum(self._size(d, self.per_token) for d in rest) if rest else m_a
+
+    def init(self, num_chains: int):
+        g = min(self.groups, num_chains)
+        m_a, m_b = self.shape
         zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
         return {
             "groups": [torch.arange(k, num_chains, g) for k in range(g)],
@@ -279,13 +285,16 @@ def prepare_probe(name: str, probe, pot: Potential, per_token: bool) -> tuple:
     return x, y
 
 
-def num_groups(groups, settings: LLCSettings) -> int:
-    """``groups`` checked, default ``min(num_chains, GROUPS)``."""
+def with_groups(obs: LossCovariance, groups, settings: LLCSettings) -> LossCovariance:
+    """``obs`` with ``groups`` checked; default ``min(num_chains, GROUPS)``, fewer (at least 2)
+    when the grouped sums, ``8·G·m_a·m_b`` bytes, would pass ``GROUP_MEMORY``."""
     if groups is None:
-        return min(settings.num_chains, GROUPS)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
+        m_a, m_b = obs.shape
+        fits = max(2, GROUP_MEMORY // (8 * m_a * m_b))
+        groups = min(settings.num_chains, GROUPS, fits)
+    elif isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
         raise ValueError(f"groups must be an integer >= 2, got {groups!r}")
-    return groups
+    return replace(obs, groups=groups)
 
 
 def record_every(every) -> int:

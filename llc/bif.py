@@ -27,11 +27,11 @@ import numpy as np
 from . import _matrix_result as mr
 from ._posterior_cov import (
     LossCovariance,
-    num_groups,
     posterior,
     prepare_probe,
     record_every,
     sample,
+    with_groups,
 )
 from .result import LLCResult
 
@@ -113,8 +113,9 @@ def bif(
         With ``loss="next_token"``: one row/column per predicted token, ``m·(seq − 1)`` of
         them in row-major order (ignored positions have 0 loss, hence 0 influence).
     groups : int, optional
-        Chain groups for the Monte Carlo error (default ``min(num_chains, 8)``); memory
-        ``8·groups·train·query`` bytes.
+        Chain groups for the Monte Carlo error (``groups − 1`` degrees of freedom); memory
+        ``8·groups·train·query`` bytes. Default ``min(num_chains, 8)``, fewer (at least 2)
+        where that would pass 2 GiB.
     every : int, optional
         Record every this many steps (default as :class:`llc.ProbeLosses`).
     **kw
@@ -141,12 +142,11 @@ def bif(
     obs = LossCovariance(
         prepare_probe("train", train, pot, per_token),
         prepare_probe("query", query, pot, per_token),
-        groups=num_groups(groups, settings),
         every=record_every(every),
         per_token=per_token,
         name="bif",
     )
-    result, stats = sample(pot, settings, obs)
+    result, stats = sample(pot, settings, with_groups(obs, groups, settings))
     return BIFResult(
         matrix=-stats.matrix(normalize),
         mcse=stats.mcse(normalize),

@@ -24,11 +24,11 @@ import numpy as np
 from . import _matrix_result as mr
 from ._posterior_cov import (
     LossCovariance,
-    num_groups,
     posterior,
     prepare_probe,
     record_every,
     sample,
+    with_groups,
 )
 from .result import LLCResult
 
@@ -109,8 +109,9 @@ def loss_kernel(
     per_token : bool
         With ``loss="next_token"``: one entry per predicted token instead of per sequence.
     groups : int, optional
-        Chain groups for the Monte Carlo error (default ``min(num_chains, 8)``); memory
-        ``8·groups·probe²`` bytes.
+        Chain groups for the Monte Carlo error (``groups − 1`` degrees of freedom); memory
+        ``8·groups·probe²`` bytes. Default ``min(num_chains, 8)``, fewer (at least 2) where
+        that would pass 2 GiB.
     every : int, optional
         Record every this many steps (default as :class:`llc.ProbeLosses`).
     **kw
@@ -135,12 +136,11 @@ def loss_kernel(
     pot, settings = posterior(model, data, kw)
     obs = LossCovariance(
         prepare_probe("probe", probe, pot, per_token),
-        groups=num_groups(groups, settings),
         every=record_every(every),
         per_token=per_token,
         name="loss_kernel",
     )
-    result, stats = sample(pot, settings, obs)
+    result, stats = sample(pot, settings, with_groups(obs, groups, settings))
     return LossKernel(
         matrix=stats.matrix(normalize),
         mcse=stats.mcse(normalize),

@@ -37,11 +37,11 @@ from . import _matrix_result as mr
 from ._posterior_cov import (
     CovarianceStats,
     LossCovariance,
-    num_groups,
     posterior,
     prepare_probe,
     record_every,
     sample,
+    with_groups,
 )
 from .language import IGNORE
 
@@ -224,12 +224,11 @@ def susceptibilities(
             prepare_probe("reference", reference, pot, False),
             b_sets=tuple(sets),
             reduce_a=True,
-            groups=num_groups(groups, settings),
             every=record_every(every),
             per_token=per_token,
             name="susceptibility",
         )
-        result, stats = sample(pot, settings, obs)
+        result, stats = sample(pot, settings, with_groups(obs, groups, settings))
         weights = [_weights(t, per_token) for _, t in sets]
         entry, group_entry, per_shift, group_shift, bounds = _responses(stats, weights)
         ok = stats.group_count >= 2

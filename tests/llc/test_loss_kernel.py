@@ -316,3 +316,17 @@ def test_loss_kernel_matches_the_exact_gibbs_sampler_on_a_singular_network(one_t
         z = (k.matrix - g.observed.covariance) / np.hypot(k.mcse, g.observed.mcse)
         summaries.append(_z_summary(z[np.triu_indices(8)]))
     assert _within(np.mean(summaries, axis=0), ONE_SEED_LIMITS), summaries
+
+
+def test_default_groups_keep_the_grouped_sums_within_two_gib():
+    from llc._posterior_cov import with_groups
+    from llc.settings import LLCSettings
+
+    def obs(m):
+        return LossCovariance((torch.zeros(m, 1), torch.zeros(m, 1)))
+
+    assert with_groups(obs(100), None, LLCSettings()).groups == 8  # 8 chains by default
+    assert with_groups(obs(100), None, LLCSettings(num_chains=3)).groups == 3
+    assert with_groups(obs(8000), None, LLCSettings()).groups == 4  # 4·8·8000² B = 2.05 GB
+    assert with_groups(obs(20_000), None, LLCSettings()).groups == 2  # the floor: 6.4 GB
+    assert with_groups(obs(20_000), 5, LLCSettings()).groups == 5  # as asked
