@@ -162,6 +162,37 @@ class LossCovariance:
         record = pot.per_token_losses if per_token else pot.per_sample_losses
         return record(w, *data).reshape(w.shape[0], -1).to(torch.float64).cpu()
 
+    def _modes(self) -> list[bool]:
+        """Per set, whether its losses are per token (a reduced ``a`` is per sample)."""
+        n = len(self._sets())
+        return [self.per_token and not (i == 0 and self.reduce_a) for i in range(n)]
+
+    def _prepare(self, pot):
+        """The sets on the potential's device, stacked into one batch when they stack (plain
+        tensors of one per-sample shape, one loss mode): one forward pass per record."""
+        sets = [(_moved(d[0], pot), _moved(d[1], pot)) for d in self._sets()]
+        modes = self._modes()
+        same = len(set(modes)) == 1 and all(
+            isinstance(x, torch.Tensor)
+            and x.shape[1:] == sets[0][0].shape[1:]
+            and x.dtype == sets[0][0].dtype
+            and y.shape[1:] == sets[0][1].shape[1:]
+            and y.dtype == sets[0][1].dtype
+            for x, y in sets
+        )
+        if len(sets) > 1 and same:
+            sizes = [self._size(d, modes[0]) for d in sets]
+            stacked = (torch.cat([x for x, _ in sets]), torch.cat([y for _, y in sets]))
+            return "stacked", stacked, sizes
+        return "apart", sets, modes
+
+    def _evaluate(self, pot, w, data) -> list[torch.Tensor]:
+        """Each set's recorded losses, shape (chain, size) each."""
+        how, sets, extra = data
+        if how == "stacked":
+            return list(self._losses(pot, w, sets, self._modes()[0]).split(extra, 1))
+        return [self._losses(pot, w, d, mode) for d, mode in zip(sets, extra)]
+
     def update(self, acc, step):
         if step.alive is not acc["alive"]:  # a divergence check ran since the last step
             _flush(acc, step.alive.cpu())
@@ -170,13 +201,11 @@ class LossCovariance:
             return acc
         pot = step.potential
         if acc["data"] is None:
-            acc["data"] = [(_moved(d[0], pot), _moved(d[1], pot)) for d in self._sets()]
-        w, (first, *rest) = step.position, acc["data"]
+            acc["data"] = self._prepare(pot)
+        a, *rest = self._evaluate(pot, step.position, acc["data"])
         if self.reduce_a:
-            a = self._losses(pot, w, first, False).mean(1, keepdim=True)
-        else:
-            a = self._losses(pot, w, first, self.per_token)
-        b = torch.cat([self._losses(pot, w, d, self.per_token) for d in rest], 1) if rest else a
+            a = a.mean(1, keepdim=True)
+        b = torch.cat(rest, 1) if rest else a
         finite = torch.isfinite(a).all(dim=1) & torch.isfinite(b).all(dim=1)
         acc["pending"].append((a, b, finite))
         return acc
