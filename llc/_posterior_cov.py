@@ -4,7 +4,7 @@ samples them (shared by :mod:`llc.loss_kernel`, :mod:`llc.bif` and :mod:`llc.sus
 The chains are dealt into G groups (chain c in group ``c mod G``). Each group keeps its own
 running sums, so that the pooled covariance and G independent estimates of it come from one
 pass: the spread of the G estimates is the Monte Carlo error of their mean, whatever the
-autocorrelation of the draws (batch means over chains). Memory: ``8·G·m_r·m_c`` bytes.
+autocorrelation of the draws (batch means over chains). Memory: ``8·G·m_a·m_b`` bytes.
 """
 
 from __future__ import annotations
