@@ -51,7 +51,7 @@ draws. "MC floor" is the relative Frobenius difference that Monte Carlo error al
 matrices agree within Monte Carlo error.
 
 Run: ``PYTHONPATH=$PWD python bench/observables_vs_devinterp_table.py [--quick]`` (one torch
-thread; ``--quick`` about a minute, the full run about ten minutes on a loaded machine).
+thread; ``--quick`` about a minute, the full run about six minutes on a loaded machine).
 """
 
 from __future__ import annotations
