@@ -12,8 +12,10 @@ Printed: for each matrix, the correlation of the entries, the relative Frobenius
 taken equal to ours: the same sampler and draws); the wall times and their ratio.
 
 devinterp's susceptibility estimator (its appendix C.4 form) centres the product ``φ·ΔL`` by the
-unrestricted run's mean losses; ours is the covariance under each component's own restricted
-posterior, so the two differ by ``E_C[φ]·(E_C[ΔL] − E_full[ΔL])`` on top of Monte Carlo error.
+unrestricted run's mean losses (and φ by L_n(w*) on other batches); ours is the covariance under
+each component's own restricted posterior, so the two differ by ``E_C[φ]·(E_C[ΔL] −
+E_full[ΔL])`` on top of Monte Carlo error. The bench also computes that covariance from
+devinterp's own draws.
 
 Run: ``python bench/observables_vs_devinterp.py [--chains 8] [--draws 2000] [--step 3e-3]
 [--only bif|susceptibilities] [--quick]`` (needs the ``devinterp`` and ``lm`` extras).
@@ -120,8 +122,10 @@ def _bif(gpt, tokens, train, query, ours_kw, di_kw):
 
 
 def _susceptibilities(gpt, tokens, reference, shifted, ours_kw, di_kw):
-    """heads × one shift, per token: ours against devinterp's susceptibilities."""
-    from devinterp.slt.susceptibilities import susceptibilities as di_susceptibilities
+    """heads × one shift, per token: ours against devinterp's susceptibilities, and against the
+    plain covariance ``−Cov(φ, ℓ_t − L_R)`` computed from devinterp's own draws."""
+    from devinterp.slt.sampling import sample
+    from devinterp.slt.susceptibilities import compute_susceptibilities
     from devinterp.slt.weight_restrictions import create_param_masks
 
     heads = ["l0h0", "l0h1", "l1h0", "l1h1"]
@@ -131,27 +135,43 @@ def _susceptibilities(gpt, tokens, reference, shifted, ours_kw, di_kw):
         shifts={"shift": shifted}, reference=reference, per_token=True, **ours_kw,
     )  # fmt: skip
     t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    restrictions = {"full": None, **{h: create_param_masks(gpt, h) for h in heads}}
     observables = {"pretrain": (_dataset(reference), 2), "shift": (_dataset(shifted), 1)}
     with tempfile.TemporaryDirectory() as tmp:
-        tree = di_susceptibilities(
-            gpt, _dataset(tokens), observables, restrictions, sampling_task="pretrain",
-            output_path=f"{tmp}/s.zarr", **di_kw,
-        )  # fmt: skip
-    t_theirs = time.perf_counter() - start
-    sus = tree["susceptibilities"].dataset
-    ctx = tree["context"].dataset["input_ids"].values.reshape(len(shifted), -1)
-    theirs = np.empty((len(heads), *shifted[:, 1:].shape))
-    theirs[:, _order(ctx, shifted)] = np.stack(
-        [sus["sus"].sel(wr=h).values.reshape(len(shifted), -1) for h in heads]
-    )
-    _compare(
-        "per-token susceptibilities −Cov(φ_C, ℓ_t − L_R)", chi.per_token["shift"], theirs,
-        chi.per_token_mcse["shift"],
-    )  # fmt: skip
-    print("  (devinterp centres by the unrestricted run's mean losses, appendix C.4; ours by the")
-    print("  component's own run: an exact covariance under the restricted posterior)")
+        start = time.perf_counter()  # the runs devinterp's susceptibilities() makes
+        runs = {
+            wr: sample(
+                gpt,
+                _dataset(tokens),
+                observables,
+                output_path=f"{tmp}/{wr}.zarr",
+                param_masks=None if wr == "full" else create_param_masks(gpt, wr),
+                **di_kw,
+            )  # fmt: skip
+            for wr in ["full", *heads]
+        }
+        tree = compute_susceptibilities(runs, "pretrain")
+        t_theirs = time.perf_counter() - start
+        sus = tree["susceptibilities"].dataset
+        ctx = tree["context"].dataset["input_ids"].values.reshape(len(shifted), -1)
+        order = _order(ctx, shifted)
+        theirs = np.empty((len(heads), *shifted[:, 1:].shape))
+        plain = np.empty_like(theirs)
+        for k, h in enumerate(heads):
+            theirs[k, order] = sus["sus"].sel(wr=h).values.reshape(len(shifted), -1)
+            ds = runs[h].dataset
+            ref = ds["loss_pretrain"].values.mean(axis=(-2, -1))  # (chain, draw): L_R
+            delta = ds["loss_shift"].values - ref[..., None, None]  # ℓ_t − L_R
+            dev = (ref - ref.mean())[..., None, None] * (delta - delta.mean(axis=(0, 1)))
+            ids = ds["input_ids_shift"].values
+            while ids.ndim > 2:
+                ids = ids[0]
+            plain[k, _order(ids, shifted)] = -dev.mean(axis=(0, 1))
+    mcse = chi.per_token_mcse["shift"]
+    _compare("per-token χ, devinterp's estimator", chi.per_token["shift"], theirs, mcse)
+    _compare("per-token χ, −Cov from devinterp's draws", chi.per_token["shift"], plain, mcse)
+    print("  (devinterp's estimator centres φ·ΔL by the unrestricted run's mean losses and φ by")
+    print("  L_n(w*) on other batches, appendix C.4; ours is the covariance under the restricted")
+    print("  posterior, the quantity the second line computes from devinterp's draws)")
     print(f"  wall time: ours {t_ours:.1f} s ({len(heads)} runs), devinterp {t_theirs:.1f} s "
           f"({len(heads) + 1} runs), ratio {t_theirs / t_ours:.1f}x")  # fmt: skip
 
