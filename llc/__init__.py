@@ -12,6 +12,10 @@ The parts, for composing samplers of one's own (see :func:`llc.estimate_llc` for
   :mod:`llc.warmup`;
 - :mod:`llc.observables`: what the loop of :mod:`llc.sampling` records;
 - :mod:`llc.diagnostics`: R-hat, ESS and MCSE.
+
+Beyond the LLC, from the same posterior: :func:`llc.loss_kernel` (``Cov(ℓ_i, ℓ_j)`` over a probe
+set), :func:`llc.bif` (Bayesian influence ``−Cov(ℓ_i, ℓ_q)``) and :func:`llc.susceptibilities`
+(the response ``−Cov(φ_C, ΔL)`` of components to data shifts).
 """
 
 from . import (
@@ -30,18 +34,22 @@ from . import (
     zoo,
 )
 from ._advice import LLCWarning
+from .bif import BIFResult, bif  # the function shadows the module's name (still importable)
 from .bounds import Bounds, hessian_bounds
 from .calibration import CalibrationResult, calibrate
 from .estimator import LLCSettings, estimate_llc
 from .kernels import get_kernel
+from .loss_kernel import LossKernel, loss_kernel
 from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
 from .result import LLCResult
+from .susceptibilities import Susceptibilities, susceptibilities
 from .tracking import LLCTracker, LogSchedule, track_checkpoints
 from .trajectory import LLCTrajectory, TrackRecord
 
 __all__ = [
+    "BIFResult",
     "Bounds",
     "CalibrationResult",
     "LLCResult",
@@ -49,10 +57,12 @@ __all__ = [
     "LLCTracker",
     "LLCTrajectory",
     "LLCWarning",
+    "LossKernel",
     "LogSchedule",
     "Potential",
     "ProbeLosses",
     "adaptation",
+    "bif",
     "bounds",
     "calibrate",
     "calibration",
@@ -62,10 +72,13 @@ __all__ = [
     "hessian_bounds",
     "kernels",
     "language",
+    "loss_kernel",
     "masks",
     "param_masks",
     "observables",
     "sampling",
+    "Susceptibilities",
+    "susceptibilities",
     "TrackRecord",
     "track_checkpoints",
     "tracking",

@@ -296,7 +296,7 @@ def estimate_llc(
     return _estimate(pot, s, tuple(observables))[0]
 
 
-def _warn_frozen(model: nn.Module) -> None:
+def _warn_frozen(model: nn.Module, stacklevel: int = 3) -> None:
     """Some but not all parameters frozen: say that they are sampled all the same."""
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     if frozen and len(frozen) < len(list(model.parameters())):
@@ -306,7 +306,7 @@ def _warn_frozen(model: nn.Module) -> None:
             "the others (params=None samples every parameter); to sample the trainable ones "
             "only, pass params=lambda name, p: p.requires_grad",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -19,7 +19,7 @@ from .exact import (
     regular,
 )
 from .free_energy import FreeEnergyCurve, free_energy_curve, localized_llc
-from .gibbs import GibbsResult, dln_gibbs_llc
+from .gibbs import GibbsResult, ObservedMoments, dln_gibbs_llc
 from .interaction import InteractionBasis, LayerBasis, interaction_basis
 from .models import (
     DeepLinearNetwork,
@@ -33,6 +33,7 @@ __all__ = [
     "DeepLinearNetwork",
     "FreeEnergyCurve",
     "GibbsResult",
+    "ObservedMoments",
     "InteractionBasis",
     "LayerBasis",
     "LearningCoefficient",

@@ -12,7 +12,7 @@ go: an independent reference for :func:`llc.estimate_llc`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,43 @@ from arviz_stats.base import array_stats
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["GibbsResult", "dln_gibbs_llc"]
+__all__ = ["GibbsResult", "ObservedMoments", "dln_gibbs_llc"]
+
+
+@dataclass(frozen=True)
+class ObservedMoments:
+    """Posterior mean and covariance of an observed vector ``v(w)`` over the kept sweeps.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (k,)
+    covariance : ndarray, shape (k, k)
+        Pooled over chains and sweeps (unbiased).
+    mcse : ndarray, shape (k, k)
+        Per entry, the spread of the chains' own covariances over ``√chains`` (chains − 1
+        degrees of freedom).
+    count : int
+        Draws (chains × kept sweeps).
+    """
+
+    mean: np.ndarray
+    covariance: np.ndarray
+    mcse: np.ndarray
+    count: int
+
+
+def _moments(sums: dict, num_chains: int) -> ObservedMoments:
+    """Finish the running sums of :func:`dln_gibbs_llc`'s ``observe`` (shifted by ``k``)."""
+    n_c, s1, s2 = sums["count"], sums["s1"], sums["s2"]  # per chain: N, Σd, Σddᵀ
+    n = n_c * num_chains
+    tot = s1.sum(0)
+    cov = (s2.sum(0) - np.outer(tot, tot) / n) / (n - 1)
+    per_chain = (s2 - s1[:, :, None] * s1[:, None, :] / n_c) / (n_c - 1)
+    if num_chains > 1:
+        spread = per_chain.std(0, ddof=1) / math.sqrt(num_chains)
+    else:
+        spread = np.full_like(cov, np.nan)
+    return ObservedMoments(sums["k"] + tot / n, cov, spread, int(n))
 
 
 @dataclass(frozen=True)
@@ -38,6 +74,8 @@ class GibbsResult:
     r_hat, ess : float
     nbeta, localization : float
     num_burnin : int
+    observed : ObservedMoments or None
+        The moments of ``observe(w)`` when ``observe`` was given.
     """
 
     mean: float
@@ -49,6 +87,7 @@ class GibbsResult:
     nbeta: float
     localization: float
     num_burnin: int
+    observed: ObservedMoments | None = None
 
     def summary(self) -> str:
         return (
@@ -156,6 +195,7 @@ def dln_gibbs_llc(
     num_burnin: int | None = None,
     seed: int | torch.Generator = 0,
     progress: bool = True,
+    observe: Callable[[list[np.ndarray]], np.ndarray] | None = None,
 ) -> GibbsResult:
     """The finite-n localised LLC of a deep linear network, by exact Gibbs sampling.
 
@@ -176,6 +216,11 @@ def dln_gibbs_llc(
     seed : int or torch.Generator
         A non-negative int, or a generator (one draw from it seeds the sampler).
     progress : bool
+    observe : callable, optional
+        A function of the weights ``[W_1, …, W_L]``, each stacked over chains
+        ``(chain, H_l, H_{l−1})``, returning an array ``(chain, k)``: its posterior mean and
+        covariance over the kept sweeps are accumulated online (``result.observed``), e.g. the
+        per-sample losses of a probe set for a loss kernel.
 
     Returns
     -------
@@ -223,8 +268,11 @@ def dln_gibbs_llc(
             + half_yy
         )
 
+    if observe is not None and not callable(observe):
+        raise TypeError(f"observe must be a function of the weights, got {type(observe).__name__}")
     ws = [np.repeat(w[None], num_chains, axis=0) for w in mats]
     base = loss(ws)[0]
+    sums = None
     trace = np.empty((num_chains, num_sweeps))
     for s in tqdm(range(num_sweeps), desc="Gibbs sweeps", disable=not progress, leave=False):
         for layer in range(len(ws)):
@@ -246,6 +294,8 @@ def dln_gibbs_llc(
             draw = mean + rng.standard_normal(mean.shape) / np.sqrt(prec)
             ws[layer] = u @ draw @ np.swapaxes(v, 1, 2)
         trace[:, s] = nb * (loss(ws) - base)
+        if observe is not None and s >= burn:
+            sums = _accumulate(sums, observe(ws), num_chains)
 
     kept = trace[:, burn:]
     axes = {"chain_axis": 0, "draw_axis": 1}
@@ -259,4 +309,23 @@ def dln_gibbs_llc(
         nbeta=nb,
         localization=gamma,
         num_burnin=burn,
+        observed=None if sums is None else _moments(sums, num_chains),
     )
+
+
+def _accumulate(sums: dict | None, value, num_chains: int) -> dict:
+    """Add one sweep's ``observe`` value (chain, k) to the per-chain running sums."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] != num_chains or not np.isfinite(v).all():
+        raise ValueError(
+            f"observe must return finite values of shape (chain={num_chains}, k), got {v.shape}"
+        )
+    if sums is None:  # shifted by the first draw's mean: the sums of deviations stay small
+        k = v.shape[1]
+        sums = dict(k=v.mean(0), count=0, s1=np.zeros((num_chains, k)))
+        sums["s2"] = np.zeros((num_chains, k, k))
+    d = v - sums["k"]
+    sums["count"] += 1
+    sums["s1"] += d
+    sums["s2"] += d[:, :, None] * d[:, None, :]
+    return sums
