@@ -34,8 +34,8 @@ Reported on the held-out positions: L0 (active latents per position), NMSE
 (never active) and dense latents (active on more than 10 % of positions); mean ± sd over seeds.
 
 Run: ``python bench/priors_sae_real.py`` (2 min for the language model, skipped with
-``--cache DIR`` on later runs, then 75 SAEs with the 3 seeds in 3 processes: about 25 CPU
-minutes, 13 min on 2 unshared cores), ``--quick`` (about 1 min, a check, not a result).
+``--cache DIR`` on later runs, then 75 SAEs, the 3 seeds in 3 processes: 7.5 CPU minutes
+per seed, 11 min measured on 2 shared cores), ``--quick`` (about 1 min, a check, not a result).
 """
 
 from __future__ import annotations
