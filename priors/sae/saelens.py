@@ -135,6 +135,10 @@ class PriorTrainingSAEConfig(TrainingSAEConfig, _PriorFields):
     d_in, d_sae : int
         Activation and dictionary sizes (SAELens' ``SAEConfig`` fields; the others keep
         SAELens' defaults, e.g. ``decoder_init_norm=0.1``, ``apply_b_dec_to_input=True``).
+        With ``activation="prox"`` pass ``decoder_init_norm=1.0`` (or None): the prox acts on
+        ``f`` while a decoder-norm penalty sees ``f·‖W_dec‖``, and from SAELens' small decoder
+        every latent can start below the threshold and stay dead (measured on real
+        activations in ``bench/priors_sae_real.py``).
     prior : priors.Prior, priors.Penalty or priors.FitReport
         The prior (catalog, fitted, joint or user density) or a penalty written directly.
     params : dict, optional
