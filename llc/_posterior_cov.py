@@ -17,7 +17,7 @@ import torch
 
 from ._data import prepare_data
 from .estimator import _estimate, _warn_frozen, estimate_llc
-from .observables import ProbeLosses, _moved
+from .observables import ProbeLosses, _moved, record_due
 from .potential import Potential
 from .settings import LLCSettings
 
@@ -194,10 +194,7 @@ class LossCovariance:
         return [self._losses(pot, w, d, mode) for d, mode in zip(sets, extra)]
 
     def update(self, acc, step):
-        if step.alive is not acc["alive"]:  # a divergence check ran since the last step
-            _flush(acc, step.alive.cpu())
-            acc["alive"] = step.alive
-        if step.index % self.every:
+        if not record_due(acc, step, self.every, _flush):
             return acc
         pot = step.potential
         if acc["data"] is None:

@@ -148,6 +148,16 @@ class Distance(Trace):
         return (diff * diff).sum(1).to(torch.float64)
 
 
+def record_due(acc: dict, step, every: int, flush) -> bool:
+    """Whether to record at ``step``; first, if a divergence check ran since the last step,
+    ``flush`` the buffered records of the chains still alive (those of a chain found diverged
+    are dropped) and remember the new alive mask."""
+    if step.alive is not acc["alive"]:
+        flush(acc, step.alive.cpu())
+        acc["alive"] = step.alive
+    return step.index % every == 0
+
+
 def _flush(acc: dict, alive: torch.Tensor) -> None:
     """Add the buffered records of the chains still alive to the running sums."""
     for losses, finite in acc["pending"]:
@@ -271,10 +281,7 @@ class ProbeLosses:
         }
 
     def update(self, acc, step):
-        if step.alive is not acc["alive"]:  # a divergence check ran since the last step
-            _flush(acc, step.alive.cpu())
-            acc["alive"] = step.alive
-        if step.index % self.every:
+        if not record_due(acc, step, self.every, _flush):
             return acc
         pot = step.potential
         if acc["data"] is None:

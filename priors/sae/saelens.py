@@ -211,10 +211,9 @@ def _activation_and_penalty(cfg: _PriorFields, d_sae: int) -> tuple[nn.Module, A
     return act, pen
 
 
-class PriorSAE(SAE[PriorSAEConfig]):
-    """Inference SAE with a prox (or ReLU) encoder activation from a prior."""
-
-    b_enc: nn.Parameter
+class _PriorEncoder:
+    """What the inference and the training SAE share: the activation from the prior and a
+    zero-initialised encoder bias."""
 
     def get_activation_fn(self) -> nn.Module:
         act, self._penalty = _activation_and_penalty(self.cfg, self.cfg.d_sae)
@@ -223,6 +222,12 @@ class PriorSAE(SAE[PriorSAEConfig]):
     def initialize_weights(self) -> None:
         super().initialize_weights()
         self.b_enc = nn.Parameter(torch.zeros(self.cfg.d_sae, dtype=self.dtype, device=self.device))
+
+
+class PriorSAE(_PriorEncoder, SAE[PriorSAEConfig]):
+    """Inference SAE with a prox (or ReLU) encoder activation from a prior."""
+
+    b_enc: nn.Parameter
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         sae_in = self.process_sae_in(x)
@@ -235,7 +240,7 @@ class PriorSAE(SAE[PriorSAEConfig]):
         return self.reshape_fn_out(sae_out, self.d_head)
 
 
-class PriorTrainingSAE(TrainingSAE[PriorTrainingSAEConfig]):
+class PriorTrainingSAE(_PriorEncoder, TrainingSAE[PriorTrainingSAEConfig]):
     """SAELens training SAE with a penalty (and activation) derived from a prior.
 
     ``calculate_aux_loss`` returns ``{"prior_loss": λ_step · SparsityPenalty(f, W_dec)}``; the
@@ -255,14 +260,6 @@ class PriorTrainingSAE(TrainingSAE[PriorTrainingSAEConfig]):
             raise TypeError(f"cfg must be a PriorTrainingSAEConfig, got {type(cfg).__name__}")
         super().__init__(cfg, use_error_term)
         self.sparsity = SparsityPenalty(self._penalty, decoder_norm=cfg.decoder_norm)
-
-    def get_activation_fn(self) -> nn.Module:
-        act, self._penalty = _activation_and_penalty(self.cfg, self.cfg.d_sae)
-        return act
-
-    def initialize_weights(self) -> None:
-        super().initialize_weights()
-        self.b_enc = nn.Parameter(torch.zeros(self.cfg.d_sae, dtype=self.dtype, device=self.device))
 
     def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
         return {
