@@ -202,9 +202,7 @@ class FlatModel:
         Plain MLPs (``nn.Sequential`` of ``nn.Linear`` and common activations) take the
         hand-written batched path of :mod:`llc._mlp` instead, unless ``mlp_path=False``.
         """
-        plan = None
-        if mlp_path and not self.entries:
-            plan = mlp_plan(self.module, self.names, self.frozen)
+        plan = self.mlp_plan() if mlp_path else None
         if plan is not None:
             return plan.value_and_grad(loss)
         fwd = self.batched_loss(loss)
@@ -215,6 +213,32 @@ class FlatModel:
                 values = fwd(w, x, y)
                 (g,) = torch.autograd.grad(values.sum(), w)
             return g, values.detach()
+
+        return value_and_grad
+
+    def mlp_plan(self):
+        """The hand-written batched path of :mod:`llc._mlp` for this model, or None."""
+        return None if self.entries else mlp_plan(self.module, self.names, self.frozen)
+
+    def sequential_value_and_grad(
+        self, loss: LossFn
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``(W, X, Y) -> (grads (C, D), mean losses (C,))``, one chain after another.
+
+        Plain forward and backward passes without ``vmap``: torch's own kernels and layouts
+        for every layer (fused attention included), at the cost of one pass per chain.
+        """
+
+        def value_and_grad(w, x, y):
+            grads, values = [], []
+            for c in range(w.shape[0]):
+                wc = w[c].detach().requires_grad_(True)
+                with torch.enable_grad():
+                    value = self.per_sample_loss(wc, _chain(x, c), y[c], loss).mean()
+                    (g,) = torch.autograd.grad(value, wc)
+                grads.append(g)
+                values.append(value.detach())
+            return torch.stack(grads), torch.stack(values)
 
         return value_and_grad
 

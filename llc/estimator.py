@@ -145,6 +145,8 @@ def estimate_llc(
     compensate_noise: bool = True,
     observables: Sequence = (),
     backend: str = "llc",
+    vectorize: bool | None = None,
+    num_threads: int | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -224,6 +226,18 @@ def estimate_llc(
         optimizer, one chain after another (the reference implementation, and the path for
         models the batched engine cannot vectorise); needs the ``devinterp`` extra. See
         :mod:`llc.devinterp_backend`.
+    vectorize : bool, optional
+        Evaluate all chains in one vmapped pass (True) or one after another with plain
+        autograd (False). Default: models outside the MLP path time both ways on their first
+        steps and keep the faster (``config["execution"]`` says which, and by how much); the
+        two differ in float rounding only. Pin it for bitwise reproducible runs.
+    num_threads : int, optional
+        Torch's intra-op threads while sampling, in the calling thread only (restored after).
+        Default: on CPU, every half second the cores that other processes left free over the
+        last half second, at most ``torch.get_num_threads()`` (on a shared machine a parallel
+        operation waits for its descheduled threads: a 288-parameter DLN beside four busy
+        processes ran 4.6× slower on two threads than on one). ``config["num_threads"]`` lists
+        the counts used. Pin it, with ``vectorize``, for bitwise reproducible CNN runs.
 
     Returns
     -------
@@ -276,6 +290,7 @@ def estimate_llc(
     s = LLCSettings(
         nbeta, step_size, localization, num_chains, num_draws, num_burnin, batch_size, sampler,
         seed, progress, chain_batch, scheme, max_draws, precondition, compensate_noise,
+        vectorize, num_threads,
     )  # fmt: skip
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -316,8 +331,9 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stackl
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
     batch = s.batch_size or min(pot.n, DEFAULT_BATCH)
     chains = Chains.from_seed(
-        pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch
-    )
+        pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch,
+        vectorize=s.vectorize, num_threads=s.num_threads,
+    )  # fmt: skip
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
         warm, drawn, restarts = _sample(chains, kernel, s, nb, observables, start)
@@ -406,6 +422,8 @@ def _provenance(chains, kernel, s: LLCSettings, warm: WarmupResult, restarts: in
         "loss": pot.loss_name,
         "divergence": pot.divergence,
         "chain_batch": chains.chain_batch,
+        "execution": chains.execution,
+        "num_threads": chains.threads.describe(),
         "metric": "diagonal, learned in warm-up"
         if getattr(warm.params, "metric", None) is not None
         else "identity",

@@ -223,6 +223,8 @@ class Potential:
         ``ℓ_i(w*)``, the control variate of every minibatch.
     loss_name : str
         ``"mse"``, ``"cross_entropy"``, ``"behavioral"`` or ``"callable"``.
+    generic : bool
+        The gradients go through ``vmap`` (False: the hand-written MLP path of :mod:`llc._mlp`).
 
     Notes
     -----
@@ -318,6 +320,8 @@ class Potential:
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")
         self._value_and_grad = self._flat.batched_value_and_grad(self.loss_fn)
+        self._sequential = self._flat.sequential_value_and_grad(self.loss_fn)
+        self.generic = self._flat.mlp_plan() is None
         self._hvp = self._flat.batched_hvp(self.loss_fn)
         self._per_sample = self._flat.batched_per_sample_loss(self.loss_fn)
 
@@ -392,6 +396,14 @@ class Potential:
         ``chain_batch`` chains at a time (default all); the result does not depend on it.
         """
         grads, losses = chunked(self._value_and_grad, (w, *batch), chain_batch or w.shape[0])
+        return losses.detach(), grads.detach()
+
+    def sequential_value_and_grad(
+        self, w: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`value_and_grad`, one chain after another without ``vmap`` (the same values
+        up to float rounding)."""
+        grads, losses = self._sequential(w, *batch)
         return losses.detach(), grads.detach()
 
     def hvp(

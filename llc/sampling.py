@@ -22,7 +22,9 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from ._execution import FasterOf
 from ._randomness import ChainRandomness, chain_seeds
+from ._threads import ThreadControl
 from .kernels import Kernel, StepInfo, mala_log_acceptance
 from .kernels._langevin import per_chain
 from .observables import Observable
@@ -81,16 +83,34 @@ class Chains:
     ----------
     chain_batch : int
         Chains per vectorised call; halved (with a warning) on out-of-memory.
+    threads : ThreadControl
+        Torch's intra-op threads while the chains are entered as a context (``with chains:``).
+    vectorize : bool or None
+        Evaluate the chains in one vmapped pass (True), one after another (False), or, for a
+        model on the generic path, whichever the first steps time faster (None; see
+        :class:`llc._execution.FasterOf`). Models on the MLP path are always batched.
     diverged_at : list of (int or None)
         Per chain, the step at which it was found diverged (None: healthy).
     diverged_why : list of str
     steps_done : int
     """
 
-    def __init__(self, potential: Potential, randomness, chain_batch: int | None = None):
+    def __init__(
+        self,
+        potential: Potential,
+        randomness,
+        chain_batch: int | None = None,
+        vectorize: bool | None = None,
+        num_threads: int | None = None,
+    ):
+        if vectorize is not None and not isinstance(vectorize, bool):
+            raise TypeError(f"vectorize must be True, False or None, got {vectorize!r}")
         self.potential, self.randomness = potential, randomness
         self.num_chains = randomness.num_chains
         self.chain_batch = chain_batch or self.num_chains
+        self.vectorize = vectorize
+        self._evaluate = None  # chosen at the first evaluation
+        self.threads = ThreadControl(num_threads, potential.device)
         self.diverged_at: list[int | None] = [None] * self.num_chains
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
@@ -104,6 +124,8 @@ class Chains:
         seed: int | torch.Generator = 0,
         batch_size: int = 512,
         chain_batch: int | None = None,
+        vectorize: bool | None = None,
+        num_threads: int | None = None,
     ) -> Chains:
         """Chains with one generator per chain from ``seed`` (as :func:`llc.estimate_llc`)."""
         if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
@@ -114,16 +136,44 @@ class Chains:
             chain_seeds(seed, num_chains), num_chains, n=potential.n, batch_size=batch_size,
             dim=potential.dim, device=potential.device, dtype=potential.dtype,
         )  # fmt: skip
-        return cls(potential, rand, chain_batch)
+        return cls(potential, rand, chain_batch, vectorize, num_threads)
+
+    @staticmethod
+    def _way(pot: Potential, vectorize: bool | None):
+        if vectorize is False:
+            return lambda w, batch, chain_batch: pot.sequential_value_and_grad(w, batch)
+        if vectorize or not pot.generic or pot.stochastic:  # dropout: keep its mask order
+            return pot.value_and_grad
+        return FasterOf(
+            pot.value_and_grad,
+            lambda w, batch, chain_batch: pot.sequential_value_and_grad(w, batch),
+            device=pot.device,
+        )
+
+    @property
+    def execution(self) -> str:
+        """How the chains' gradients were evaluated, for ``config["execution"]``."""
+        if isinstance(self._evaluate, FasterOf):
+            return self._evaluate.describe()
+        if self.vectorize is not None:
+            way = "batched" if self.vectorize else "sequential"
+            return f"{way}: given (vectorize={self.vectorize})"
+        if not self.potential.generic:
+            return "batched: the MLP path"
+        if self.potential.stochastic:
+            return "batched: the model draws random numbers"
+        return "not evaluated"
 
     def close(self) -> None:
         """Stop the noise threads (large models draw their noise on a thread pool)."""
         self.randomness.close()
 
     def __enter__(self) -> Chains:
+        self.threads.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.threads.__exit__(*exc)
         self.close()
 
     def _retry_oom(self, fn, *args):
@@ -142,8 +192,11 @@ class Chains:
 
     def value_and_grad(self, position, idx):
         """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx``."""
+        self.threads.tick()
+        if self._evaluate is None:
+            self._evaluate = self._way(self.potential, self.vectorize)
         batch = self.potential.minibatch(idx)
-        return self._retry_oom(self.potential.value_and_grad, position, batch)
+        return self._retry_oom(self._evaluate, position, batch)
 
     def hvp(self, position, vecs, idx):
         return self._retry_oom(self.potential.hvp, position, vecs, self.potential.minibatch(idx))

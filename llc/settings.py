@@ -54,8 +54,13 @@ class LLCSettings:
     max_draws: int | None = None
     precondition: bool = True
     compensate_noise: bool = True
+    vectorize: bool | None = None
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.vectorize is not None and not isinstance(self.vectorize, bool):
+            raise TypeError(f"vectorize must be True, False or None, got {self.vectorize!r}")
+        _count("num_threads", self.num_threads)
         _count("num_chains", self.num_chains, optional=False)
         for name, low in (("num_draws", 4), ("num_burnin", 0)):
             _count(name, getattr(self, name), low)

@@ -57,6 +57,7 @@ def test_safety_net_flags_a_nonfinite_trace():
 
     class _Pot:
         n, dim = 10, 3
+        device = torch.device("cpu")
 
     class _Rand:
         num_chains = 3

@@ -1,0 +1,254 @@
+"""How the chains are evaluated: batched or one at a time (chosen by timing), and on how many
+threads (chosen from the free cores)."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import llc
+from llc._execution import FasterOf
+from llc._threads import ThreadControl, busy_cores_of_others
+from llc.zoo import TinyTransformer, markov_tokens
+
+CPU = torch.device("cpu")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def ways(clock, batched_cost, loop_cost):
+    def batched(x):
+        clock.now += batched_cost
+        return ("batched", x)
+
+    def sequential(x):
+        clock.now += loop_cost
+        return ("sequential", x)
+
+    return batched, sequential
+
+
+@pytest.mark.parametrize(
+    ("batched_cost", "loop_cost", "chosen"),
+    [(3.0, 1.0, "sequential"), (1.0, 3.0, "batched"), (1.1, 1.0, "batched")],  # margin 1.2
+)
+def test_faster_of_keeps_the_faster_way(batched_cost, loop_cost, chosen):
+    clock = FakeClock()
+    pick = FasterOf(*ways(clock, batched_cost, loop_cost), device=CPU, trials=3, clock=clock)
+    seen = [pick(i) for i in range(12)]
+    assert [s[1] for s in seen] == list(range(12))  # every call returns its own result
+    assert [s[0] for s in seen[:8]] == ["batched", "sequential"] * 4  # untimed pair, 3 timed
+    assert pick.choice == chosen and {s[0] for s in seen[8:]} == {chosen}
+    assert len(pick.seconds["batched"]) == len(pick.seconds["sequential"]) == 3
+    assert chosen in pick.describe()
+
+
+def test_faster_of_undecided_says_so():
+    clock = FakeClock()
+    pick = FasterOf(*ways(clock, 1.0, 1.0), device=CPU, clock=clock)
+    pick(0)
+    assert pick.choice is None and "undecided" in pick.describe()
+
+
+def test_faster_of_uses_the_fastest_call_not_the_mean():
+    """A load spike during one timed call must not decide."""
+    clock, costs = (
+        FakeClock(),
+        iter([1, 1, 9, 2, 2, 2, 2, 2]),
+    )  # batched: 1, 9, 2, 2 (first untimed)
+
+    def batched(x):
+        clock.now += next(costs)
+        return x
+
+    def sequential(x):
+        clock.now += next(costs) if False else 1.5
+        return x
+
+    pick = FasterOf(batched, sequential, device=CPU, trials=3, clock=clock)
+    for i in range(8):
+        pick(i)
+    assert pick.choice == "batched"  # 1.5 · 1.2 > 2: not faster by the margin
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+        return self.head(h.flatten(1)) + self.conv.bias.sum()  # a parameter used twice
+
+
+def cnn_problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallCNN()
+        with torch.no_grad():
+            model(torch.randn(64, 1, 8, 8, generator=gen))  # running statistics
+        model.eval()
+    x = torch.randn(256, 1, 8, 8, generator=gen)
+    return model, (x, torch.randint(0, 3, (256,), generator=gen))
+
+
+def test_sequential_gradients_equal_batched_on_cnn_and_transformer():
+    model, (x, y) = cnn_problem()
+    pot = llc.Potential(model, (x, y), loss="cross_entropy")
+    gen = torch.Generator().manual_seed(1)
+    w = pot.center + 0.05 * torch.randn(3, pot.dim, generator=gen)
+    idx = torch.randint(0, 256, (3, 32), generator=gen)
+    batch = pot.minibatch(idx)
+    assert pot.generic
+    lb, gb = pot.value_and_grad(w, batch)
+    ls, gs = pot.sequential_value_and_grad(w, batch)
+    torch.testing.assert_close(ls, lb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gs, gb, rtol=1e-4, atol=1e-5)
+    # attention: the loop runs torch's fused kernel, the batched pass its matmul form
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        tr = TinyTransformer(16, 8, d_model=16, n_heads=2, n_layers=1, d_mlp=32)
+    tokens = markov_tokens(64, 8, 16, seed=0)[0]
+    pot = llc.Potential(tr, tokens, loss="next_token")
+    w = pot.center + 0.02 * torch.randn(2, pot.dim, generator=gen)
+    batch = pot.minibatch(torch.randint(0, 64, (2, 16), generator=gen))
+    lb, gb = pot.value_and_grad(w, batch)
+    ls, gs = pot.sequential_value_and_grad(w, batch)
+    torch.testing.assert_close(ls, lb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gs, gb, rtol=1e-4, atol=1e-5)
+
+
+def estimate(model, data, **kw):
+    kw = dict(loss="cross_entropy", step_size=1e-4, num_burnin=0, num_draws=60, batch_size=32,
+              progress=False, seed=3) | kw  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", llc.LLCWarning)
+        return llc.estimate_llc(model, data, **kw)
+
+
+def test_both_ways_sample_the_same_chains(one_thread):
+    """Same seed, same minibatches and noise: the traces differ by float rounding only."""
+    model, data = cnn_problem()
+    a = estimate(model, data, vectorize=True)
+    b = estimate(model, data, vectorize=False)
+    assert a.config["execution"] == "batched: given (vectorize=True)"
+    assert b.config["execution"] == "sequential: given (vectorize=False)"
+    torch.testing.assert_close(
+        torch.as_tensor(b.llc_trace), torch.as_tensor(a.llc_trace), rtol=1e-3, atol=1e-3
+    )
+    auto = estimate(model, data)  # its first 8 steps alternate between the ways
+    assert "chosen by timing" in auto.config["execution"]
+    torch.testing.assert_close(
+        torch.as_tensor(auto.llc_trace), torch.as_tensor(a.llc_trace), rtol=1e-3, atol=1e-3
+    )
+    assert (estimate(model, data, vectorize=False).llc_trace == b.llc_trace).all()
+
+
+def test_mlp_path_and_dropout_stay_batched():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 3, generator=gen)
+    mlp = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    r = estimate(mlp, (x, torch.randint(0, 2, (128,), generator=gen)))
+    assert r.config["execution"] == "batched: the MLP path"
+    drop = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.2), nn.Linear(4, 2)).train()
+    r = estimate(drop, (x, torch.randint(0, 2, (128,), generator=gen)))
+    assert r.config["execution"] == "batched: the model draws random numbers"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "word"),
+    [
+        ({"vectorize": "yes"}, TypeError, "vectorize"),
+        ({"vectorize": 1}, TypeError, "vectorize"),
+        ({"num_threads": 0}, ValueError, "num_threads"),
+        ({"num_threads": 1.5}, TypeError, "num_threads"),
+    ],
+)
+def test_bad_execution_arguments(kwargs, error, word):
+    model, data = cnn_problem()
+    with pytest.raises(error, match=word):
+        estimate(model, data, **kwargs)
+
+
+def readings(busy_others):
+    """Fake (/proc/stat busy seconds, own CPU seconds): others keep `busy_others` cores busy."""
+    state = {"t": 0.0, "busy": 0.0}
+
+    def read():
+        state["busy"] += busy_others[0] * 0.5
+        return state["busy"], 0.0
+
+    return read
+
+
+def test_thread_control_follows_the_free_cores():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        clock, busy = FakeClock(), [0.0]
+        control = ThreadControl(None, CPU, clock=clock, readings=readings(busy))
+        with control:
+            assert torch.get_num_threads() == 2
+            for load, expected in ((1.0, 1), (1.0, 1), (0.1, 2), (1.6, 1), (0.0, 2)):
+                busy[0] = load
+                clock.now += 0.5
+                control.tick()
+                assert torch.get_num_threads() == expected, (load, expected)
+            control.tick()  # within the period: nothing re-read
+        assert torch.get_num_threads() == 2  # the caller's count is back
+        assert control.history == [2, 1, 2, 1, 2]
+        assert "1 → 2" in control.describe()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_control_given_count_and_other_threads():
+    before = torch.get_num_threads()
+    seen = []
+
+    def worker():
+        with ThreadControl(1, CPU):
+            seen.append(torch.get_num_threads())
+            seen.append(main_count)
+
+    main_count = torch.get_num_threads()
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [1, main_count] and torch.get_num_threads() == before
+    with ThreadControl(None, torch.device("cuda")) as control:  # off the CPU: left alone
+        control.tick()
+        assert torch.get_num_threads() == before
+    assert "device" in control.describe()
+
+
+def test_busy_cores_of_others():
+    assert busy_cores_of_others((10.0, 1.0), (12.0, 2.0), 1.0) == pytest.approx(1.0)
+    assert busy_cores_of_others((10.0, 1.0), (11.0, 2.0), 1.0) == 0.0  # never negative
+    assert busy_cores_of_others((0.0, 0.0), (1.0, 0.0), 0.0) == 0.0
+
+
+def test_estimate_restores_threads_and_batched_bits_do_not_depend_on_them():
+    before = torch.get_num_threads()
+    model, data = cnn_problem()
+    one = estimate(model, data, vectorize=True, num_threads=1)
+    assert torch.get_num_threads() == before
+    assert one.config["num_threads"] == "1: given"
+    two = estimate(model, data, vectorize=True, num_threads=2)
+    assert (one.llc_trace == two.llc_trace).all()
+    auto = estimate(model, data, vectorize=True)
+    assert "free cores" in auto.config["num_threads"] or "no load" in auto.config["num_threads"]
+    assert torch.get_num_threads() == before
