@@ -92,9 +92,9 @@ MODELS = ("cnn1e3", "cnn1e4", "cnn1e5", "resnet", "mlp_ln", "dln1e3", "dln5e3")
 QUICK = ("cnn1e3", "dln1e3")
 STEPS = {  # default timed steps per chain: a few seconds per cell on one CPU thread
     "cnn1e3": 100,
-    "cnn1e4": 20,
-    "cnn1e5": 4,
-    "resnet": 30,
+    "cnn1e4": 40,
+    "cnn1e5": 12,
+    "resnet": 60,
     "mlp_ln": 400,
     "dln1e3": 1000,
     "dln5e3": 1000,

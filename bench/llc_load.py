@@ -17,7 +17,7 @@ divided by the load factor ``max(1, (K + 1) / cores)``, the slowdown a single-th
 would see. Target (issue 20): at most 2 on every model.
 
 Run: ``python bench/llc_load.py [--loads 0,1,2,4] [--draws 200] [--models "DLN 10,RRR 50"]``
-(about 10 minutes on 2 cores for the whole suite).
+(about 15 minutes on 2 cores for the whole suite).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def per_step_ms(model, data, setting: str, draws: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--loads", default="0,1,2,4")
-    ap.add_argument("--draws", type=int, default=300)
+    ap.add_argument("--draws", type=int, default=600)
     ap.add_argument("--models", default="", help="comma list of name prefixes (default: all)")
     args = ap.parse_args()
     warnings.simplefilter("ignore", llc.LLCWarning)

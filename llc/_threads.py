@@ -6,7 +6,8 @@ parallel operation then waits a scheduler time slice for it: beside four busy pr
 cores, a 288-parameter DLN ran at 14.3 ms per step with two threads and 3.1 ms with one (0.73
 and 1.10 ms idle). :class:`ThreadControl` measures, every ``period`` seconds, how many cores the
 other processes kept busy (all CPUs' busy time from ``/proc/stat`` less this process's own CPU
-time) and runs the next steps on the free ones, at most the caller's count.
+time) and runs the next steps on the free ones, at most the caller's count; at entry it counts
+the other processes' running threads.
 
 :func:`torch.set_num_threads` sets the calling thread's OpenMP and MKL counts; other Python
 threads keep theirs, and the caller's count is restored on exit. The batched path gives the same
@@ -51,6 +52,20 @@ def busy_cores_of_others(
     return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / seconds)
 
 
+def _running_others() -> int | None:
+    """Threads of other processes running or runnable now (``/proc/loadavg``), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        ours = 0
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                ours += f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - ours)
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -64,8 +79,11 @@ class ThreadControl:
     Parameters
     ----------
     requested : int, optional
-        A fixed count (``num_threads``). Default: re-chosen every ``period`` seconds as the free
-        cores, ``⌊cores − busy + 0.3⌋`` clipped to [1, the caller's count].
+        A fixed count (``num_threads``). Default: the free cores, ``⌊cores − busy + 0.3⌋``
+        clipped to [1, the caller's count], where ``busy`` is first the number of other
+        processes' threads running at entry (``/proc/loadavg`` less this process's running
+        threads), then, every ``period`` seconds, the cores they kept busy since the last
+        reading.
     device : torch.device
         Off the CPU the count is left alone.
 
@@ -83,19 +101,28 @@ class ThreadControl:
         period: float = PERIOD,
         clock: Callable[[], float] = time.monotonic,
         readings: Callable[[], tuple[float, float] | None] = _cpu_times,
+        running: Callable[[], int | None] = _running_others,
     ):
         self.requested, self.period = requested, period
-        self._clock, self._readings = clock, readings
+        self._clock, self._readings, self._running = clock, readings, running
         self._adaptive = requested is None and device.type == "cpu"
         self._caller = torch.get_num_threads()
         self.history: list[int] = []
         self._last: tuple[float, tuple[float, float]] | None = None
 
     def __enter__(self) -> ThreadControl:
-        self._set(self.requested or self._caller)
+        start = self.requested or self._caller
+        if self._adaptive:  # until the first reading: the threads other processes run now
+            others = self._running()
+            if others is not None:
+                start = self._free(others)
+        self._set(start)
         if self._adaptive:
             self._mark()
         return self
+
+    def _free(self, busy: float) -> int:
+        return max(1, min(self._caller, math.floor(_cores() - busy + 0.3)))
 
     def __exit__(self, *exc) -> None:
         if torch.get_num_threads() != self._caller:
@@ -123,7 +150,7 @@ class ThreadControl:
             return
         busy = busy_cores_of_others(self._last[1], reading, now - self._last[0])
         self._last = (now, reading)
-        self._set(max(1, min(self._caller, math.floor(_cores() - busy + 0.3))))
+        self._set(self._free(busy))
 
     def describe(self) -> str:
         """For ``config["num_threads"]``."""

@@ -199,7 +199,11 @@ def test_thread_control_follows_the_free_cores():
     torch.set_num_threads(2)
     try:
         clock, busy = FakeClock(), [0.0]
-        control = ThreadControl(None, CPU, clock=clock, readings=readings(busy))
+        busy_now = ThreadControl(None, CPU, clock=clock, readings=readings(busy), running=lambda: 3)
+        with busy_now:  # three other threads running at entry: start on one
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        control = ThreadControl(None, CPU, clock=clock, readings=readings(busy), running=lambda: 0)
         with control:
             assert torch.get_num_threads() == 2
             for load, expected in ((1.0, 1), (1.0, 1), (0.1, 2), (1.6, 1), (0.0, 2)):
