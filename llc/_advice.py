@@ -45,9 +45,9 @@ def advice(r) -> list[str]:
         )
     if r.config.get("warmup_converged") is False:
         out.append(
-            "warm-up stopped at its step cap without passing its stationarity tests; λ̂ may be "
-            "biased (low for large networks). Raise num_burnin or the cap by lowering "
-            "batch_size or num_chains, and check the trace (result.plot())."
+            "warm-up stopped at its cap without passing its stationarity tests; λ̂ may be "
+            "biased (low for large networks). Pass a time budget (budget=, in seconds) or a "
+            "larger one, or raise num_burnin, and check the trace (result.plot())."
         )
     if np.asarray(r.diverged).any():
         out.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -13,6 +14,8 @@ import torch
 from torch import nn
 
 from ._advice import emit
+from ._budget import TIMED_BLOCK, WORK, Limits
+from ._budget import limits as budget_limits
 from ._data import LossFn
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
@@ -22,18 +25,14 @@ from .potential import Potential
 from .result import LLCResult
 from .sampling import Chains, progress_bar, run, values
 from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
-from .warmup import WarmupResult, warmup
+from .warmup import WarmupResult, spread, warmup
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings", "estimate_llc"]
 
 BACKENDS = ("llc", "devinterp")
 MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge in the draws
-# work (chains · batch · d · steps) that caps the default warm-up and draws: about 20 s on
-# 2 CPU cores for d = 2000, 8 chains, batch 512
-WORK = 8e10
-WARMUP_STEPS = (2000, 10000)  # bounds of the warm-up cap
-DRAWS = (4000, 25000)  # bounds of the default max_draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
+FIRST_WINDOWS = 10  # SGLD windows before the spreading phase: metric, step and noise scale
 
 
 def _kernel_params(kernel: Kernel, s: LLCSettings, nbeta: float, center: torch.Tensor):
@@ -43,27 +42,30 @@ def _kernel_params(kernel: Kernel, s: LLCSettings, nbeta: float, center: torch.T
     return kernel.params(step_size=step, localization=gamma, nbeta=nbeta, center=center, **extra)
 
 
-def _draw(chains, kernel, warm: WarmupResult, s, max_draws: int, retry, observables, plan_from):
-    """Draw blocks until the draw-count rule is met (or a chain diverges, when ``retry``).
+def _draw(chains, kernel, warm: WarmupResult, s, limits, retry, observables, plan_from):
+    """Draw blocks until the draw-count rule is met (or a chain diverges, when ``retry``), at
+    most ``limits.max_draws``, and with a time budget none after ``limits.draw_until``.
 
     The number is planned from ``plan_from`` (a previous estimate's trace) when given, else
     from the warm-up trace."""
     obs = [LLCTrace(), LossTrace(), MALATrace(), *observables]
     trace = warm.llc_trace if plan_from is None else plan_from
-    plan = draws.init(trace, max_draws=max_draws, num_draws=s.num_draws)
+    plan = draws.init(trace, max_draws=limits.max_draws, num_draws=s.num_draws)
     state, accs, first = warm.state, None, chains.steps_done
+    timed = limits.draw_until is not None and plan.adaptive
     # the bar's total is the draws planned so far; it grows when the rule asks for more
     bar = progress_bar(plan.next, "draws", s.progress)
     while plan.next:
+        block = min(plan.next, TIMED_BLOCK) if timed else plan.next
         state, accs = run(
-            chains, kernel, warm.params, state, plan.next, obs,
+            chains, kernel, warm.params, state, block, obs,
             stop_on_divergence=retry, accs=accs, bar=bar,
         )  # fmt: skip
         llc = values(chains, obs[:1], accs[:1], first)["llc"]
         plan = draws.update(plan, llc[:, plan.total :])
         bar.total = plan.total + plan.next
         bar.refresh()
-        if retry and chains.diverged():
+        if (retry and chains.diverged()) or (timed and time.perf_counter() >= limits.draw_until):
             break
     bar.close()
     return state, values(chains, obs, accs, first)
@@ -97,19 +99,16 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
     pot, rand = chains.potential, chains.randomness
     params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
     state = kernel.init(pot.center.expand(chains.num_chains, -1).clone(), rand.noise(), params)
-    work = WORK / (chains.num_chains * rand.batch_size * pot.dim)  # steps per chain
-    max_draws = s.max_draws or int(min(max(work, DRAWS[0]), DRAWS[1]))
-    max_windows = int(min(max(work, WARMUP_STEPS[0]), WARMUP_STEPS[1])) // 100
+    limits = budget_limits(
+        chains.num_chains, rand.batch_size, pot.dim, budget=s.budget, max_draws=s.max_draws
+    )
     cap, restarts = math.inf, 0
     while True:
-        warm = warmup(
-            chains, kernel, params, state, adapt_step=s.step_size is None,
-            adapt_metric=s.precondition, compensate=s.compensate_noise, num_steps=s.num_burnin,
-            max_windows=max_windows, step_cap=cap, progress=s.progress,
-        )  # fmt: skip
+        spreads = restarts == 0 and _spreads(kernel, s)
+        warm = _warm_up(chains, kernel, params, state, s, limits, cap, spreads)
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
         plan_from = start.llc_trace if start is not None and restarts == 0 else None
-        state, drawn = _draw(chains, kernel, warm, s, max_draws, retry, observables, plan_from)
+        state, drawn = _draw(chains, kernel, warm, s, limits, retry, observables, plan_from)
         dead = chains.diverged()
         if not (dead and retry):
             return warm, drawn, restarts
@@ -117,6 +116,36 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
         # most half as large (dead chains restart at w*, where the check left them), draw afresh
         params, cap, restarts = warm.params, 0.5 * warm.params.step_size, restarts + 1
         chains.revive(dead)
+
+
+def _spreads(kernel: Kernel, s: LLCSettings) -> bool:
+    """Whether warm-up has a spreading phase: SGLD with its step and metric adapted."""
+    return s.spread and kernel.name == "sgld" and s.adaptive and s.precondition
+
+
+def _warm_up(chains, kernel, params, state, s, limits: Limits, cap: float, spreads: bool):
+    """Warm-up; with ``spreads``: SGLD for at most ``FIRST_WINDOWS`` windows (metric, step and
+    noise scale), then the underdamped spreading phase, then SGLD again from where it left the
+    chains (see :func:`llc.warmup.spread`)."""
+    kw = dict(
+        adapt_step=s.step_size is None, adapt_metric=s.precondition,
+        compensate=s.compensate_noise, step_cap=cap, progress=s.progress,
+    )  # fmt: skip
+    if not spreads:
+        until = limits.warm_until if s.num_burnin is None else None
+        return warmup(chains, kernel, params, state, num_steps=s.num_burnin,
+                      max_windows=limits.max_windows, deadline=until, **kw)  # fmt: skip
+    first = warmup(chains, kernel, params, state, max_windows=FIRST_WINDOWS, **kw)
+    moved = spread(
+        chains, first, max_windows=limits.max_windows, compensate=s.compensate_noise,
+        deadline=limits.spread_until, progress=s.progress,
+    )  # fmt: skip
+    start = kernel.init(moved.state.position, chains.randomness.noise(), first.params)
+    last = warmup(
+        chains, kernel, first.params, start, max_windows=limits.max_windows, probe_start=False,
+        deadline=limits.warm_until, **kw,
+    )  # fmt: skip
+    return replace(last, earlier=(first, moved))
 
 
 def estimate_llc(
@@ -147,6 +176,8 @@ def estimate_llc(
     backend: str = "llc",
     vectorize: bool | None = None,
     num_threads: int | None = None,
+    spread: bool = True,
+    budget: float | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -207,7 +238,8 @@ def estimate_llc(
     max_draws : int, optional
         Upper bound on the adaptive number of draws. Default: a fixed amount of work,
         ``8·10¹⁰ / (chains · batch · d)`` draws, clipped to [4000, 25000] (cheap models run
-        longer). The same amount of work, clipped to [2000, 10000] steps, caps the warm-up.
+        longer). The same amount of work, clipped to [2000, 10000] steps, caps each phase
+        of warm-up. With ``budget`` the default is 10⁶ draws, out of reach: time ends them.
     divergence : {"mse", "kl"}
         With ``loss="behavioral"``: ``½‖f_w(x) − f_{w*}(x)‖²`` or
         ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))`` (classifiers: at least two outputs; checked
@@ -238,6 +270,17 @@ def estimate_llc(
         operation waits for its descheduled threads: a 288-parameter DLN beside four busy
         processes ran 4.6× slower on two threads than on one). ``config["num_threads"]`` lists
         the counts used. Pin it, with ``vectorize``, for bitwise reproducible CNN runs.
+    spread : bool
+        With ``sampler="sgld"`` and an adapted step, metric and warm-up length, give warm-up a
+        spreading phase of underdamped Langevin dynamics (see Notes). False: SGLD throughout,
+        as in earlier releases (λ̂ of deep networks up to 6 % lower; ``docs/design.md``).
+    budget : float, optional
+        Seconds for warm-up and draws together, in place of the work cap (see ``max_draws``):
+        the spreading phase may run to a third of it, warm-up to two thirds, the draws to the
+        end, each phase stopping earlier when its tests pass (draws: the MCSE and R-hat rule).
+        A faster device then runs more steps, so the result depends on its speed as well as
+        on the seed; ``config["num_burnin"]`` and the result's step counts say what ran.
+        Default: the work cap, which depends on the seed alone.
 
     Returns
     -------
@@ -268,7 +311,16 @@ def estimate_llc(
     from the largest curvature κ̂ of the potential (SGLD: ``ε = ½/κ̂``) and is re-set after every
     100-step warm-up window at the chains' current points. With ``precondition=True`` a fixed
     diagonal metric is learned. Warm-up ends when the step has settled, the trace shows no trend
-    and the chains' distance from w* has levelled off, or at the work cap. The draws continue
+    and the chains' distance from w* has levelled off, or at the work cap. With ``spread=True``
+    warm-up has three phases: SGLD for at most 10 windows (step, metric, noise scale), then
+    underdamped Langevin dynamics with that metric as its mass (:mod:`llc.kernels.underdamped`,
+    ``h = ½/√κ̂`` re-set every window, friction 5) until its own tests pass or the cap, then SGLD
+    again from where it left the chains, until the tests pass or the cap. Along a direction
+    held only by the localization SGLD relaxes in about ``1/(εγ)`` steps, underdamped dynamics
+    in about ``ζ/(hγ)``: hundreds of times fewer on deep networks, whose posterior spreads far
+    along such directions (DLN 20×6: ``‖w − w*‖ ≈ 52`` under the exact Gibbs sampler, 12 after
+    SGLD's capped warm-up, 25 after the spreading phase). The draws are SGLD's: wherever the
+    chains are, its stiff directions equilibrate within a few steps. The draws continue
     until the Monte Carlo standard error is 1 % of λ̂ and R-hat ≤ 1.01, up to ``max_draws``.
 
     Minibatch noise heats the chain by ``h_i = ε nβ² G_i Var(∂_i L_B) / 4`` along coordinate i.
@@ -290,7 +342,7 @@ def estimate_llc(
     s = LLCSettings(
         nbeta, step_size, localization, num_chains, num_draws, num_burnin, batch_size, sampler,
         seed, progress, chain_batch, scheme, max_draws, precondition, compensate_noise,
-        vectorize, num_threads,
+        vectorize, num_threads, spread, budget,
     )  # fmt: skip
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -387,9 +439,9 @@ def _result(chains, kernel, s, nbeta, warm, drawn, restarts) -> LLCResult:
         init_loss=float(pot.center_losses.double().mean()), nbeta=float(nbeta),
         step_size=float(params.step_size), localization=float(params.localization),
         batch_size=chains.randomness.batch_size, num_chains=s.num_chains,
-        num_draws=llc_trace.shape[1], num_burnin=warm.num_steps, sampler=s.sampler,
+        num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,
         scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
-        mala_acceptance=mala, diverged=diverged, warmup_llc=warm.llc_trace,
+        mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
         config=_provenance(chains, kernel, s, warm, restarts), observables=extra, mala_trace=acc,
     )  # fmt: skip
 
@@ -404,9 +456,11 @@ def _provenance(chains, kernel, s: LLCSettings, warm: WarmupResult, restarts: in
         "seed": s.seed if isinstance(s.seed, int) else "generator",
         "step_size": "given" if s.step_size is not None else adapted,
         "step_size_history": warm.step_sizes,
+        "budget": f"{s.budget:g} s" if s.budget is not None else f"work cap {WORK:.0e}",
         "num_burnin": "given" if s.num_burnin is not None else "until stationary",
         "warmup_converged": warm.converged,
-        "warmup_restarts": warm.restarts,
+        "warmup_restarts": warm.restarts + sum(e.restarts for e in warm.earlier),
+        "spreading_steps": warm.earlier[1].num_steps if warm.earlier else 0,
         "draw_restarts": restarts,
         "minibatch_heating": warm.minibatch_heating,
         "noise_compensation": ("measured in warm-up" if s.compensate_noise else "off")

@@ -56,8 +56,13 @@ class LLCSettings:
     compensate_noise: bool = True
     vectorize: bool | None = None
     num_threads: int | None = None
+    spread: bool = True
+    budget: float | None = None
 
     def __post_init__(self) -> None:
+        _positive("budget", self.budget)
+        if not isinstance(self.spread, bool):
+            raise TypeError(f"spread must be True or False, got {self.spread!r}")
         if self.vectorize is not None and not isinstance(self.vectorize, bool):
             raise TypeError(f"vectorize must be True, False or None, got {self.vectorize!r}")
         _count("num_threads", self.num_threads)

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._budget import default_max_draws
 from .adaptation.step_size import SETTLED
-from .estimator import DRAWS, WORK, _Carry, _estimate
+from .estimator import _Carry, _estimate
 from .potential import Potential
 from .settings import DEFAULT_LOCALIZATION, LLCSettings
 from .trajectory import LLCTrajectory, TrackRecord
@@ -133,8 +134,7 @@ class _Engine:
             kw["localization"] = DEFAULT_LOCALIZATION
         if kw.get("max_draws") is None and kw.get("num_draws") is None:
             batch = kw.get("batch_size") or min(pot.n, 512)
-            work = WORK / (kw.get("num_chains", 8) * batch * pot.dim)
-            cold = int(min(max(work, DRAWS[0]), DRAWS[1]))
+            cold = default_max_draws(kw.get("num_chains", 8), batch, pot.dim)
             kw["max_draws"] = max(MIN_TRACK_DRAWS, cold // DRAW_FRACTION)
         return LLCSettings(**kw)
 

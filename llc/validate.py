@@ -33,7 +33,18 @@ from .estimator import estimate_llc
 from .potential import Potential
 from .result import LLCResult
 
-__all__ = ["SUITE", "SuiteModel", "SuiteRow", "build", "format_table", "plot_suite", "run_suite"]
+__all__ = [
+    "SUITE",
+    "SUITE_LARGE",
+    "TARGETS",
+    "SuiteModel",
+    "SuiteRow",
+    "build",
+    "check_targets",
+    "format_table",
+    "plot_suite",
+    "run_suite",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,35 @@ SUITE: tuple[SuiteModel, ...] = (
     SuiteModel("RRR 50-50-50 r10", (50, 50, 50), 10),
     SuiteModel("normal crossing k=(1,2)", k=(1, 2), quick=True),
 )
+
+# ``python -m llc validate --large``: 10⁴ to 3·10⁴ parameters, 4 to 6 layers, rank between 1
+# and a third of the narrowest width
+SUITE_LARGE: tuple[SuiteModel, ...] = (
+    SuiteModel("DLN 50x5 r5", (50,) * 5, 5),
+    SuiteModel("DLN 80-60-60-60-80 r15", (80, 60, 60, 60, 80), 15),
+    SuiteModel("DLN 60x6 r10", (60,) * 6, 10),
+    SuiteModel("DLN 70x7 r7", (70,) * 7, 7),
+)
+
+# (λ̂ against λ_n, λ̂ against λ, mean |λ̂ − λ_n| / λ_n, seconds per call); None: not a target
+TARGETS = {"suite": (0.05, 0.07, 0.02, 60.0), "large": (0.05, None, None, 300.0)}
+
+
+def check_targets(rows: Sequence[SuiteRow], kind: str = "suite") -> tuple[bool, str]:
+    """Whether ``rows`` meet the targets of ``kind`` (:data:`TARGETS`), and a line saying so."""
+    rel_n, rel, mean_n, seconds = TARGETS[kind]
+    fin = [abs(r.rel_error_finite_n) for r in rows if r.finite_n == r.finite_n]
+    checks = [
+        (f"every row within {rel_n:.0%} of λ_n", all(f <= rel_n for f in fin)),
+        (f"every call under {seconds:.0f} s", all(r.seconds <= seconds for r in rows)),
+    ]
+    if rel is not None:
+        checks.append((f"within {rel:.0%} of λ", all(abs(r.rel_error) <= rel for r in rows)))
+    if mean_n is not None and fin:
+        checks.append((f"mean against λ_n ≤ {mean_n:.0%}", sum(fin) / len(fin) <= mean_n))
+    ok = all(c for _, c in checks)
+    said = "; ".join(f"{name}: {'met' if c else 'NOT met'}" for name, c in checks)
+    return ok, f"targets ({said})"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ initial step size and adapts nothing.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -22,12 +23,14 @@ import torch
 
 from ._curvature import top_curvature, typical_points
 from .adaptation import convergence, metric, noise, step_size
-from .kernels import Kernel
+from .kernels import KERNELS, Kernel
 from .observables import LLCTrace
 from .sampling import Chains, progress_bar, run
 from .sampling import values as window_values
 
-__all__ = ["WarmupResult", "initial_step_size", "warmup"]
+__all__ = ["WarmupResult", "initial_step_size", "spread", "warmup"]
+
+FALLBACK_H = 1e-3  # placeholder step of the spreading phase, replaced from the curvature at once
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,12 @@ class WarmupResult:
     step_sizes : tuple of float
         The step size after each update.
     restarts : int
-        Chains restarted after diverging.
+        Chains restarted after diverging (in this phase).
     minibatch_heating : float
         Mean minibatch heating h compensated by ``params.noise_scale``.
+    earlier : tuple of WarmupResult
+        The phases before this one, in order (the estimator's first SGLD phase and its
+        spreading phase); empty for a single phase.
     """
 
     state: object
@@ -59,6 +65,17 @@ class WarmupResult:
     step_sizes: tuple[float, ...]
     restarts: int = 0
     minibatch_heating: float = 0.0
+    earlier: tuple[WarmupResult, ...] = ()  # phases before this one (the spreading phase's)
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of this phase and the earlier ones."""
+        return self.num_steps + sum(e.total_steps for e in self.earlier)
+
+    @property
+    def full_trace(self) -> np.ndarray:
+        """``llc_trace`` of the earlier phases and this one, in order, shape (chain, step)."""
+        return np.concatenate([e.full_trace for e in self.earlier] + [self.llc_trace], axis=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,20 +162,28 @@ def warmup(
     min_windows: int = 8,
     max_windows: int = 100,
     step_cap: float = math.inf,
+    probe_start: bool = True,
+    deadline: float | None = None,
     progress: bool = False,
+    desc: str = "warm-up",
 ) -> WarmupResult:
-    """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size."""
+    """Run the warm-up (see the module notes); ``step_cap`` bounds the adapted step size.
+
+    The first adapted step comes from the curvature around w* (``probe_start``) or at the
+    chains' current points (for a warm-up that continues from an earlier phase). With a
+    ``deadline`` (a :func:`time.perf_counter` value) no window after the first starts after
+    it."""
     adaptive = num_steps is None
     flags = (adapt_metric and kernel.learns_metric and adaptive, adapt_step and adaptive,
              compensate and kernel.compensates_noise and adaptive)  # fmt: skip
-    params, a = _start(chains, kernel, params, state, adapt_step, step_cap)
+    params, a = _start(chains, kernel, params, state, adapt_step, step_cap, probe_start)
     trace_obs, parts = LLCTrace(), []
     energy, spread = convergence.energy.init(), convergence.spread.init()
     total, converged, restarts = 0, False, 0
     budget = num_steps if num_steps is not None else window * max_windows
     # one bar for the whole warm-up; its time left is against the budget, an upper bound
-    bar = progress_bar(budget, "warm-up" if num_steps else "warm-up (at most)", progress)
-    while total < budget and not converged:
+    bar = progress_bar(budget, desc if num_steps else f"{desc} (at most)", progress)
+    while total < budget and not converged and not (parts and _past(deadline)):
         bar.set_postfix_str(f"ε={params.step_size:.2e}", refresh=False)
         observables = [trace_obs] + ([_MetricRecorder(a.grads)] if flags[0] else [])
         first = chains.steps_done
@@ -209,11 +234,22 @@ def warmup(
     )
 
 
-def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float):
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float, probe: bool):
     """The initial step (from the curvature when adapted) and the adaptation states."""
     gen, pos = chains.randomness.aux, state.position
     vecs = torch.randn(pos.shape, generator=gen, device=pos.device, dtype=pos.dtype)
-    if adapt_step:
+    if adapt_step and not probe:
+        precond = kernel.preconditioner(state, params)
+        kappa, vecs = top_curvature(chains, params, pos, precond, vecs, iters=10)
+        alive = chains.alive()
+        kappa = kappa[alive] if bool(alive.any()) else kappa
+        k = max(kappa.max().item(), params.localization, 1e-12)
+        steps = step_size.init(kernel.stable_step_size(k), step_cap)
+    elif adapt_step:
         eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)
         steps = step_size.init(eps0, step_cap)
     else:
@@ -227,3 +263,33 @@ def _compensated(kernel, params, noise_acc):
     if scale is None:
         return params, heating
     return replace(params, noise_scale=scale.to(params.center.dtype)), heating
+
+
+def spread(
+    chains: Chains,
+    warm: WarmupResult,
+    *,
+    max_windows: int,
+    compensate: bool = True,
+    deadline: float | None = None,
+    progress: bool = False,
+) -> WarmupResult:
+    """Carry the chains out along the flat directions by underdamped Langevin dynamics.
+
+    Continues from an SGLD warm-up ``warm``: its metric is the mass, the step is re-set from the
+    curvature at the chains' points after every window (``h = ½/√κ̂``), and the phase ends when
+    both convergence tests pass or at ``max_windows``. The result's ``state`` holds the kernel
+    state of :mod:`llc.kernels.underdamped`; the caller warms SGLD up again from its positions.
+    """
+    kernel = KERNELS["underdamped"]
+    p = warm.params
+    params = kernel.params(
+        step_size=FALLBACK_H, localization=p.localization, nbeta=p.nbeta, center=p.center,
+        metric=getattr(p, "metric", None),
+    )  # fmt: skip
+    state = kernel.init(warm.state.position, chains.randomness.noise(), params)
+    return warmup(
+        chains, kernel, params, state, adapt_step=True, adapt_metric=False,
+        compensate=compensate, max_windows=max_windows, probe_start=False, deadline=deadline,
+        progress=progress, desc="spreading",
+    )  # fmt: skip

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import rmsprop_sgld, sgld, sgnht
+from . import rmsprop_sgld, sgld, sgnht, underdamped
 from ._common import StepInfo
 from ._langevin import mala_log_acceptance, potential_grad
 
@@ -32,6 +32,7 @@ __all__ = [
     "rmsprop_sgld",
     "sgld",
     "sgnht",
+    "underdamped",
 ]
 
 
@@ -94,6 +95,13 @@ KERNELS: dict[str, Kernel] = {
         "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
     ),
     "sgnht": _kernel("sgnht", sgnht, sgnht.SGNHTParams, minibatch_heating=sgnht.minibatch_heating),
+    "underdamped": _kernel(
+        "underdamped",
+        underdamped,
+        underdamped.UnderdampedParams,
+        learns_metric=True,
+        minibatch_heating=underdamped.minibatch_heating,
+    ),  # fmt: skip
 }
 
 

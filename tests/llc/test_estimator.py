@@ -261,20 +261,21 @@ def test_divergence_in_the_draws_repeats_warmup_at_a_smaller_step(problem, monke
 
     model, x, y = problem
     calls = []
-    original = est.warmup
+    original = est._warm_up
 
-    def too_large_first(*args, **kwargs):
-        warm = original(*args, **kwargs)
-        calls.append(kwargs["step_cap"])
+    def too_large_first(chains, kernel, params, state, s, limits, cap, spreads):
+        warm = original(chains, kernel, params, state, s, limits, cap, spreads)
+        calls.append((cap, spreads))
         if len(calls) == 1:
             bad = replace(warm.params, step_size=50 * warm.params.step_size)
             return replace(warm, params=bad)
         return warm
 
-    monkeypatch.setattr(est, "warmup", too_large_first)
+    monkeypatch.setattr(est, "_warm_up", too_large_first)
     res = llc.estimate_llc(model, (x, y), progress=False, num_chains=3, num_draws=400)
     assert res.config["draw_restarts"] >= 1
-    assert np.isinf(calls[0]) and calls[1] < np.inf
+    # the repeated warm-up is capped at half the step, and has no spreading phase
+    assert calls[0] == (np.inf, True) and calls[1][0] < np.inf and not calls[1][1]
     assert not res.diverged.any() and np.isfinite(res.mean)
     assert res.llc_trace.shape == (3, 400)
 
