@@ -37,3 +37,29 @@ def test_finite_n_can_be_skipped():
     )
     assert math.isnan(rows[0].finite_n)
     assert "against the exact finite-n target" not in format_table(rows)
+
+
+def test_targets_name_each_check_and_fail_on_any_row():
+    from dataclasses import replace
+
+    from llc.validate import SUITE_LARGE, check_targets
+
+    rows = run_suite(
+        [SuiteModel("RRR 4-3-4 r1", (4, 3, 4), 1)], n=500, num_burnin=100, num_draws=200,
+        num_chains=2,
+    )  # fmt: skip
+    row = rows[0]
+    good = replace(row, finite_n=row.result.mean / 1.01, seconds=1.0)
+    ok, said = check_targets([good], "large")
+    assert ok and "within 5% of λ_n: met" in said
+    for bad in (replace(good, finite_n=row.result.mean / 1.06), replace(good, seconds=301.0)):
+        ok, said = check_targets([good, bad], "large")
+        assert not ok and "NOT met" in said
+    # the suite's targets add λ itself and the mean against λ_n
+    _, said = check_targets([good], "suite")
+    assert "within 7% of λ" in said and "mean against λ_n ≤ 2%" in said
+    # the large suite: 10⁴ to 3·10⁴ parameters, 4 to 6 layers, rank ≤ a third of the narrowest
+    for spec in SUITE_LARGE:
+        d = sum(a * b for a, b in zip(spec.widths, spec.widths[1:]))
+        assert 1e4 <= d <= 3e4 and 4 <= len(spec.widths) - 1 <= 6
+        assert 1 <= spec.rank <= min(spec.widths) / 3
