@@ -281,6 +281,8 @@ def dln_gibbs_llc(
     elif seed < 0:
         raise ValueError(f"seed must be a non-negative int or a torch.Generator, got {seed}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available here (no CUDA device)")
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     f64 = dict(dtype=torch.float64, device=dev)
     xt, yt = torch.as_tensor(x, **f64), torch.as_tensor(y, **f64)

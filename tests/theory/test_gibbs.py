@@ -85,6 +85,11 @@ def test_same_seed_same_result_and_generator_seeds():
     c = dln_gibbs_llc(model, data, num_sweeps=20, seed=g1, progress=False)
     d = dln_gibbs_llc(model, data, num_sweeps=20, seed=g2, progress=False)
     np.testing.assert_array_equal(c.trace, d.trace)
+    e = dln_gibbs_llc(model, data, num_sweeps=20, seed=7, progress=False, device="cpu")
+    np.testing.assert_array_equal(a.trace, e.trace)  # the default device is the CPU
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device"):
+            dln_gibbs_llc(model, data, num_sweeps=20, progress=False, device="cuda")
     assert "Gibbs" in a.summary()
     fig = a.plot()
     assert len(fig.axes[0].lines) >= a.trace.shape[0]
