@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from llc.adaptation import noise
-from llc.diagnostics import ess
 from llc.kernels import get_kernel, underdamped
+
+from .test_kernels import _check_second_moments
 
 A = torch.tensor([1.0, 10.0, 60.0], dtype=torch.float64)  # curvatures of U = Σ a_i w_i² / 2
 
@@ -38,13 +39,6 @@ def _run(params, grad_fn, chains=64, steps=8000, seed=0):
         st, _ = underdamped.step(st, g, torch.randn(g.shape, generator=gen, dtype=g.dtype), params)
         out.append(st.position)
     return torch.stack(out, dim=1)[:, steps // 4 :].numpy()
-
-
-def _check_second_moments(draws, expected):
-    for i, target in enumerate(expected):
-        sq = draws[:, :, i] ** 2
-        se = sq.std() / math.sqrt(ess(sq))
-        assert abs(sq.mean() - target) < 4.5 * se, (i, sq.mean(), target, se)
 
 
 def test_update_equations():
