@@ -180,6 +180,11 @@ def _check(s: LLCSettings, observables) -> None:
             "observables are not supported by the devinterp backend (it records the loss and "
             "the LLC trace only); use backend='llc'"
         )
+    if s.budget is not None:
+        raise ValueError(
+            "budget is not supported by the devinterp backend (its steps are fixed: pass "
+            "num_burnin and num_draws); use backend='llc'"
+        )
 
 
 def _module(model: torch.nn.Module, pot: Potential) -> tuple[torch.nn.Module, list, list | None]:

@@ -141,6 +141,8 @@ def test_bad_input(dln, monkeypatch):
         llc.estimate_llc(
             model, data, backend="devinterp", observables=[llc.ProbeLosses(*data)], **QUICK
         )
+    with pytest.raises(ValueError, match="budget"):
+        llc.estimate_llc(model, data, backend="devinterp", budget=10.0, **QUICK)
     with pytest.raises(ValueError, match="step_size"):
         llc.estimate_llc(model, data, backend="devinterp", step_size=-1.0, **QUICK)
     with pytest.raises(ValueError, match="backend"):
