@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-draws", type=positive_int, help="cap on draws per chain (cheaper runs)")
     p.add_argument("--num-draws", type=positive_int, help="fixed draws per chain")
     p.add_argument("--num-burnin", type=positive_int, help="fixed warm-up steps")
+    p.add_argument("--budget", type=float, help="seconds for warm-up and draws (budget=)")
+    p.add_argument("--no-spread", action="store_true", help="warm-up without its spreading phase")
     p.add_argument("--sampler", default="sgld", help="sgld (default), rmsprop_sgld or sgnht")
     p.add_argument("--plot", default="llc_trace.png", help="trace figure (default llc_trace.png)")
     p.add_argument("--progress", action="store_true", help="show progress bars")
@@ -115,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         model, data, loss=args.loss, seed=args.seed, num_chains=args.num_chains,
         nbeta=args.nbeta, localization=args.localization, max_draws=args.max_draws,
         num_draws=args.num_draws, num_burnin=args.num_burnin,
-        sampler=args.sampler, progress=args.progress,
+        sampler=args.sampler, progress=args.progress, budget=args.budget,
+        spread=not args.no_spread,
     )  # fmt: skip
     print(result.summary())
     fig = result.plot()

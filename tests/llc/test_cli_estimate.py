@@ -84,3 +84,15 @@ def test_data_without_known_keys(saved, capsys):
     with pytest.raises(SystemExit):
         main(["estimate", str(d / "model.pt"), str(d / "bad.pt"), *ARGS])
     assert "data:" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::llc.LLCWarning")
+def test_spread_and_budget_options_reach_the_library(saved, capsys, one_thread):
+    model, data, d = saved
+    plot = d / "trace.png"
+    argv = ["estimate", str(d / "model.pt"), str(d / "data.pt"), "--num-draws", "100"]
+    assert main([*argv, "--no-spread", "--plot", str(plot)]) == 0
+    expected = llc.estimate_llc(model, data, progress=False, num_draws=100, spread=False).mean
+    assert math.isclose(_printed_llc(capsys.readouterr().out), expected, rel_tol=1e-3, abs_tol=1e-3)
+    assert main([*argv, "--budget", "1e-3", "--plot", str(plot)]) == 0  # one window a phase
+    assert "λ̂ =" in capsys.readouterr().out
