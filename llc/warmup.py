@@ -135,9 +135,7 @@ def _adapt(chains, kernel, params, state, a: _Adapting, alive, flags) -> tuple[o
     if adapt_step:
         precond = kernel.preconditioner(state, params)
         kappa, vecs = top_curvature(chains, params, state.position, precond, a.vecs, iters=3)
-        # the stiffest chain sets the step (a median rule let single chains run into regions
-        # where it was unstable: quartic potentials have near-zero curvature at w*)
-        k = kappa[torch.as_tensor(alive, device=kappa.device)].max().item()
+        k = _stiffest(kappa, torch.as_tensor(alive, device=kappa.device))
         steps = step_size.update(a.steps, k, kernel.stable_step_size, params.localization)
         params = replace(params, step_size=step_size.final(steps))
         a = a._replace(steps=steps, vecs=vecs)
@@ -234,6 +232,13 @@ def warmup(
     )
 
 
+def _stiffest(kappa: torch.Tensor, alive: torch.Tensor) -> float:
+    """The largest curvature over the live chains (all chains when none is alive): the
+    stiffest chain sets the step (a median rule let single chains run into regions where it
+    was unstable: quartic potentials have near-zero curvature at w*)."""
+    return (kappa[alive] if bool(alive.any()) else kappa).max().item()
+
+
 def _past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() >= deadline
 
@@ -245,9 +250,7 @@ def _start(chains, kernel, params, state, adapt_step: bool, step_cap: float, pro
     if adapt_step and not probe:
         precond = kernel.preconditioner(state, params)
         kappa, vecs = top_curvature(chains, params, pos, precond, vecs, iters=10)
-        alive = chains.alive()
-        kappa = kappa[alive] if bool(alive.any()) else kappa
-        k = max(kappa.max().item(), params.localization, 1e-12)
+        k = max(_stiffest(kappa, chains.alive()), params.localization, 1e-12)
         steps = step_size.init(kernel.stable_step_size(k), step_cap)
     elif adapt_step:
         eps0, vecs = initial_step_size(chains, kernel, params, vecs, gen)

@@ -189,10 +189,8 @@ def _draw_layer(ws, layer, center, sigma, cross, nb, gamma, gen, eyes) -> torch.
     stacked over chains."""
     c = ws[0].shape[0]
     b = _product(ws[:layer]) if layer else eyes[0].expand(c, *eyes[0].shape)
-    a_rev = ws[layer + 1 :][::-1]
-    a = a_rev[0] if a_rev else eyes[1].expand(c, *eyes[1].shape)
-    for m in a_rev[1:]:
-        a = a @ m
+    later = ws[layer + 1 :]
+    a = _product(later) if later else eyes[1].expand(c, *eyes[1].shape)
     at, bt = a.transpose(1, 2), b.transpose(1, 2)
     av, u = torch.linalg.eigh(at @ a)
     bv, v = torch.linalg.eigh(b @ sigma @ bt)
