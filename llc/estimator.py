@@ -7,7 +7,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from ._advice import emit
 from ._budget import TIMED_BLOCK, WORK, Limits
 from ._budget import limits as budget_limits
+from ._carry import MAX_SHIFT, Carry, carried_positions, hand_over
 from ._data import LossFn
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
@@ -32,6 +32,7 @@ __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings", "estimate_llc
 BACKENDS = ("llc", "devinterp")
 MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge in the draws
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
+CARRIED_WINDOWS = 4  # least warm-up windows for chains carried over from an earlier estimate
 FIRST_WINDOWS = 10  # SGLD windows before the spreading phase: metric, step and noise scale
 
 
@@ -71,14 +72,7 @@ def _draw(chains, kernel, warm: WarmupResult, s, limits, retry, observables, pla
     return state, values(chains, obs, accs, first)
 
 
-class _Carry(NamedTuple):
-    """What one estimate hands the next on a nearby model (:mod:`llc.tracking`)."""
-
-    params: object  # the kernel's parameters after warm-up: metric and noise scale are reused
-    llc_trace: np.ndarray  # (chain, draw): its autocorrelation and spread plan the draws
-
-
-def _warm_params(params, start: _Carry | None):
+def _warm_params(params, start: Carry | None):
     """The previous metric and noise scale for the first warm-up window (both are re-learned
     after every window; the step is re-measured, see docs/design.md)."""
     if start is None:
@@ -94,24 +88,29 @@ def _warm_params(params, start: _Carry | None):
 def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observables, start=None):
     """Warm-up and draws; repeated at half the step when a chain diverges in the draws.
 
-    With ``start`` (a :class:`_Carry`) warm-up begins with the previous metric and noise scale,
-    and the draws are planned from the previous trace."""
+    With ``start`` (a carry from an estimate at a nearby w*) warm-up begins with the previous
+    metric and noise scale, the draws are planned from the previous trace, and the chains start
+    where the previous ones ended when they fit the new potential (:mod:`llc._carry`); else at
+    w*."""
     pot, rand = chains.potential, chains.randomness
     params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
-    state = kernel.init(pot.center.expand(chains.num_chains, -1).clone(), rand.noise(), params)
+    carried, shift = carried_positions(start, pot, params, chains.num_chains)
+    begin = pot.center.expand(chains.num_chains, -1).clone() if carried is None else carried
+    state = kernel.init(begin, rand.noise(), params)
     limits = budget_limits(
         chains.num_chains, rand.batch_size, pot.dim, budget=s.budget, max_draws=s.max_draws
     )
     cap, restarts = math.inf, 0
     while True:
-        spreads = restarts == 0 and _spreads(kernel, s)
-        warm = _warm_up(chains, kernel, params, state, s, limits, cap, spreads)
+        spreads = restarts == 0 and carried is None and _spreads(kernel, s)
+        again = restarts == 0 and carried is not None
+        warm = _warm_up(chains, kernel, params, state, s, limits, cap, spreads, again)
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
         plan_from = start.llc_trace if start is not None and restarts == 0 else None
         state, drawn = _draw(chains, kernel, warm, s, limits, retry, observables, plan_from)
         dead = chains.diverged()
         if not (dead and retry):
-            return warm, drawn, restarts
+            return warm, drawn, restarts, state, shift
         # a chain found a region stiffer than warm-up had seen: warm up again with the step at
         # most half as large (dead chains restart at w*, where the check left them), draw afresh
         params, cap, restarts = warm.params, 0.5 * warm.params.step_size, restarts + 1
@@ -123,7 +122,9 @@ def _spreads(kernel: Kernel, s: LLCSettings) -> bool:
     return s.spread and kernel.name == "sgld" and s.adaptive and s.precondition
 
 
-def _warm_up(chains, kernel, params, state, s, limits: Limits, cap: float, spreads: bool):
+def _warm_up(
+    chains, kernel, params, state, s, limits: Limits, cap: float, spreads: bool, carried=False
+):
     """Warm-up; with ``spreads``: SGLD for at most ``FIRST_WINDOWS`` windows (metric, step and
     noise scale), then the underdamped spreading phase, then SGLD again from where it left the
     chains (see :func:`llc.warmup.spread`)."""
@@ -134,7 +135,8 @@ def _warm_up(chains, kernel, params, state, s, limits: Limits, cap: float, sprea
     if not spreads:
         until = limits.warm_until if s.num_burnin is None else None
         return warmup(chains, kernel, params, state, num_steps=s.num_burnin,
-                      max_windows=limits.max_windows, deadline=until, **kw)  # fmt: skip
+                      max_windows=limits.max_windows, deadline=until, carried=carried,
+                      min_windows=CARRIED_WINDOWS if carried else 8, **kw)  # fmt: skip
     first = warmup(chains, kernel, params, state, max_windows=FIRST_WINDOWS, **kw)
     moved = spread(
         chains, first, max_windows=limits.max_windows, compensate=s.compensate_noise,
@@ -378,7 +380,7 @@ def _warn_frozen(model: nn.Module, stacklevel: int = 3) -> None:
 
 
 def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stacklevel: int = 4):
-    """``(LLCResult, _Carry)`` for the potential; ``start`` warm-starts from a nearby estimate."""
+    """``(LLCResult, Carry)`` for the potential; ``start`` warm-starts from a nearby estimate."""
     kernel = get_kernel(s.sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
     batch = s.batch_size or min(pot.n, DEFAULT_BATCH)
@@ -388,11 +390,20 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stackl
     )  # fmt: skip
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
-        warm, drawn, restarts = _sample(chains, kernel, s, nb, observables, start)
-    result = _result(chains, kernel, s, nb, warm, drawn, restarts)
+        warm, drawn, restarts, last, shift = _sample(chains, kernel, s, nb, observables, start)
+        carry = hand_over(pot, warm.params, drawn["llc"], last.position)
+    result = _result(chains, kernel, s, nb, warm, drawn, restarts, _carried_note(start, shift))
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
-    carry = _Carry(warm.params, drawn["llc"])
     return result, carry
+
+
+def _carried_note(start: Carry | None, shift: float | None) -> str:
+    if start is None:
+        return "no (a cold start)"
+    if shift is None:
+        return "no (nothing to carry)"
+    verdict = "yes" if shift <= MAX_SHIFT else f"no (above {MAX_SHIFT:g})"
+    return f"{verdict}: sd of the potential's change over the chains {shift:.3g}"
 
 
 def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:
@@ -420,7 +431,7 @@ def _flag_nonfinite(chains: Chains, llc_trace: np.ndarray) -> None:
             chains.diverged_why[c] = "non-finite draw"
 
 
-def _result(chains, kernel, s, nbeta, warm, drawn, restarts) -> LLCResult:
+def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried="no") -> LLCResult:
     pot, params = chains.potential, warm.params
     llc_trace, acc = drawn["llc"], drawn["mala_acceptance"]
     _flag_nonfinite(chains, llc_trace)
@@ -442,7 +453,8 @@ def _result(chains, kernel, s, nbeta, warm, drawn, restarts) -> LLCResult:
         num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,
         scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
         mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
-        config=_provenance(chains, kernel, s, warm, restarts), observables=extra, mala_trace=acc,
+        config={**_provenance(chains, kernel, s, warm, restarts), "carried": carried},
+        observables=extra, mala_trace=acc,
     )  # fmt: skip
 
 

@@ -7,8 +7,8 @@
 >>> tracker.plot()                                                          # doctest: +SKIP
 
 Every estimate of a run uses one nβ (default ``n / log n`` of the data) and one γ (default
-0.3), so the estimates are comparable with each other, and one seed (common random numbers:
-differences between steps are estimated more precisely than each value).
+0.3), so the estimates are comparable with each other. Each estimate after the first continues
+the previous chains when they fit the new posterior (see :class:`LLCTracker`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._budget import default_max_draws
+from ._carry import Carry
 from .adaptation.step_size import SETTLED
-from .estimator import _Carry, _estimate
+from .estimator import _estimate
 from .potential import Potential
 from .settings import DEFAULT_LOCALIZATION, LLCSettings
 from .trajectory import LLCTrajectory, TrackRecord
 
 __all__ = ["LLCTracker", "LogSchedule", "track_checkpoints"]
 
-DRAW_FRACTION = 20  # a tracked estimate draws at most 1/20 of a cold call's default cap
+DRAW_FRACTION = 10  # a tracked estimate draws at most 1/10 of a cold call's default cap
 MIN_TRACK_DRAWS = 200
 _POTENTIAL_KEYS = ("params", "divergence", "device", "dtype")
 
@@ -122,9 +123,10 @@ class _Engine:
             eval_mode,
             keep,
         )
-        self.carry: _Carry | None = None
+        self.carry: Carry | None = None
         self.shapes: tuple | None = None
         self.settings: LLCSettings | None = None
+        self.count = 0  # estimates made
 
     def _first_settings(self, pot: Potential) -> LLCSettings:
         """nβ, γ and the draw cap fixed for the run at the first estimate."""
@@ -160,13 +162,26 @@ class _Engine:
                 self.settings = self._first_settings(pot)
             s = self.settings if progress else _quiet(self.settings)
             start = self.carry if self.warm_start else None
+            if start is not None:
+                s = replace(s, seed=_estimate_seed(s.seed, self.count))
             result, carry = _estimate(pot, s, self.observables, start, stacklevel + 1)
-        self.carry = carry
+        self.carry, self.count = carry, self.count + 1
         reused = start is not None and _fitted(result.config)
-        extra = {"warm_start": start is not None, "reused": bool(reused)}
+        carried = result.config["carried"].startswith("yes")
+        extra = {"warm_start": start is not None, "reused": bool(reused), "carried": carried}
         return TrackRecord.from_result(
             step, result, train_loss, extra, time.perf_counter() - t0, self.keep
         )
+
+
+def _estimate_seed(seed, index: int):
+    """A fresh seed for the ``index``-th estimate: chains carried on must not replay the same
+    noise (a repeated noise sequence adds the same net displacement at every estimate)."""
+    if isinstance(seed, torch.Generator):
+        return seed  # it has advanced since the last estimate
+    return int(
+        np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(2)
+    )
 
 
 def _fitted(config: dict) -> bool:
@@ -214,15 +229,23 @@ class LLCTracker:
     whole run, so the estimates ``λ̂(t) = nβ (E_w[L_n(w)] − L_n(w*_t))`` target the same
     localized tempered posterior family and can be compared with each other.
 
-    Warm start: warm-up begins with the previous estimate's diagonal metric and noise
-    compensation, and the draws are planned from the previous trace's autocorrelation and
-    spread, capped at 1/20 of the cold default cap (at least 200): the estimates are cheaper
-    than cold calls mostly by drawing less, each with its own MCSE in its record. The chains
-    start at w* and warm-up runs its usual tests, so a tracked estimate has the same target and
-    the same warm-up bias as a cold call. ``record.settings["reused"]`` is True when the step
-    needed no change at its first re-set and warm-up passed its tests. Carrying the chains'
-    positions and step over from the previous estimate was measured and rejected (see
-    docs/design.md): chains that had not fully equilibrated carried their drift on.
+    Warm start: the chains start where the previous estimate's draws left them when they fit
+    the new posterior, that is when the change ``ΔU`` of the tempered potential
+    ``U(w) = nβ L_n(w) + γ/2 ‖w − w*‖²`` varies over them by a standard deviation of at most 1
+    (the importance weights ``exp(−ΔU)`` that would turn them into a sample of the new
+    posterior then keep at least 37 % of the sample; :mod:`llc._carry`). Carried chains need
+    no warm-up from w*: a short one (at least 4 windows of 100 steps) re-sets the step, metric
+    and noise compensation and runs until the energy shows no trend. Chains that do not fit
+    (the network changed too much, as when a behavioral loss's reference map changes) start
+    at w* with a full warm-up. Either way warm-up begins with the previous diagonal metric and
+    noise compensation, and the draws are planned from the previous trace's autocorrelation
+    and spread, capped at 1/10 of the cold default cap (at least 200); each record holds its
+    own MCSE. Each estimate draws fresh noise (a seed derived from ``seed`` and its index):
+    chains carried on under a replayed noise sequence gain the same net displacement at every
+    estimate and drift. ``record.settings["carried"]`` says whether the chains were carried,
+    and ``result.config["carried"]`` the measured spread of ``ΔU``;
+    ``record.settings["reused"]`` is True when the step needed no change at its first re-set
+    and warm-up passed its tests.
 
     Tracking never perturbs training: no parameter, buffer, gradient, optimizer state or global
     RNG state (CPU and CUDA) is changed by :meth:`step`.

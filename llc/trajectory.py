@@ -27,9 +27,10 @@ class TrackRecord:
         The training loss the caller passed for this step.
     settings : dict
         nβ, γ, step size, batch size, warm-up steps and draws used, and how the estimate
-        started: ``warm_start`` (from the previous estimate's chains and step, metric and noise
-        scale) and ``reused`` (warm-up's tests passed after its minimum, so what was reused still
-        fitted; False: it went on adapting).
+        started: ``warm_start`` (with the previous estimate's metric, noise scale and draw
+        plan), ``carried`` (the chains continued from where the previous ones ended, since they
+        fitted the new posterior; False: they started at w*) and ``reused`` (warm-up's tests
+        passed after its minimum, so what was reused still fitted; False: it went on adapting).
     warnings : tuple of str
         The estimate's warnings (:attr:`llc.LLCResult.warnings`).
     seconds : float
@@ -117,15 +118,15 @@ class LLCTrajectory:
         return pd.DataFrame(self.rows())
 
     def summary(self) -> str:
-        """A text table: step, λ̂ ± MCSE, R-hat, training loss, warm start, warnings."""
+        """A text table: step, λ̂ ± MCSE, R-hat, training loss, how the chains started (cold,
+        warm or carried on), seconds, warnings."""
         lines = [f"{'step':>8} {'λ̂':>9} {'± MCSE':>8} {'R-hat':>6} {'train loss':>11} "
-                 f"{'warm':>5} {'s':>6}  warnings"]  # fmt: skip
+                 f"{'start':>7} {'s':>6}  warnings"]  # fmt: skip
         for r in self.records:
             loss = "" if r.train_loss is None else f"{r.train_loss:.4g}"
-            warm = "yes" if r.settings.get("warm_start") else "no"
             lines.append(
                 f"{r.step:>8} {r.llc:>9.4g} {r.mcse:>8.2g} {r.r_hat:>6.3f} {loss:>11} "
-                f"{warm:>5} {r.seconds:>6.1f}  {len(r.warnings)}"
+                f"{_start(r.settings):>7} {r.seconds:>6.1f}  {len(r.warnings)}"
             )
         return "\n".join(lines)
 
@@ -172,3 +173,9 @@ class LLCTrajectory:
         ax.set_title("LLC during training")
         fig.tight_layout()
         return fig
+
+
+def _start(settings: dict) -> str:
+    if settings.get("carried"):
+        return "carried"
+    return "warm" if settings.get("warm_start") else "cold"

@@ -161,6 +161,7 @@ def warmup(
     max_windows: int = 100,
     step_cap: float = math.inf,
     probe_start: bool = True,
+    carried: bool = False,
     deadline: float | None = None,
     progress: bool = False,
     desc: str = "warm-up",
@@ -170,13 +171,17 @@ def warmup(
     The first adapted step comes from the curvature around w* (``probe_start``) or at the
     chains' current points (for a warm-up that continues from an earlier phase). With a
     ``deadline`` (a :func:`time.perf_counter` value) no window after the first starts after
-    it."""
+    it. ``carried``: the chains start where an earlier estimate at a nearby w* left them; the
+    first step comes from the curvature there and the energy test asks for no trend only
+    (:data:`llc.adaptation.convergence.trend`)."""
     adaptive = num_steps is None
+    probe_start = probe_start and not carried
+    stationary = convergence.trend if carried else convergence.energy
     flags = (adapt_metric and kernel.learns_metric and adaptive, adapt_step and adaptive,
              compensate and kernel.compensates_noise and adaptive)  # fmt: skip
     params, a = _start(chains, kernel, params, state, adapt_step, step_cap, probe_start)
     trace_obs, parts = LLCTrace(), []
-    energy, spread = convergence.energy.init(), convergence.spread.init()
+    energy, spread = stationary.init(), convergence.spread.init()
     total, converged, restarts = 0, False, 0
     budget = num_steps if num_steps is not None else window * max_windows
     # one bar for the whole warm-up; its time left is against the budget, an upper bound
@@ -192,7 +197,7 @@ def warmup(
         values = window_values(chains, observables, accs, first)
         total += values["llc"].shape[1]
         parts.append(values["llc"])
-        energy = convergence.energy.update(energy, values["llc"])
+        energy = stationary.update(energy, values["llc"])
         a = a._replace(grads=values.get("metric", a.grads))
         dead = chains.diverged()
         if dead and flags[1]:
@@ -213,7 +218,7 @@ def warmup(
         converged = (
             len(parts) >= min_windows
             and (a.steps.settled or not flags[1])
-            and convergence.energy.final(energy)
+            and stationary.final(energy)
             and convergence.spread.final(spread)
         )
     bar.close()

@@ -7,6 +7,9 @@ Two parts over warm-up windows, each ``init() -> state``, ``update(state, window
   trend over the second half of warm-up: its third and fourth quarters agree within 1.5 standard
   errors of the per-chain differences plus 0.5 %; warm-up spans ten integrated autocorrelation
   times of that half and four times the steps the trace took to first reach 90 % of its level.
+- :data:`trend`: the energy test for chains that start where an earlier estimate left them (at a
+  nearby w*, :mod:`llc.tracking`): only its last condition, no trend over the second half. They
+  start relaxed, so the spans measured from a start at w* do not apply.
 - :data:`spread`: the chains' squared distance from w*, shape (chain,) after each window, shows no
   such trend either (within 2 %). The energy can look stationary while chains still drift along
   nearly flat directions (for a deep linear network the localized posterior spreads over its
@@ -23,7 +26,7 @@ import numpy as np
 from ..diagnostics import ess
 from ._part import Part
 
-__all__ = ["energy", "energy_stationary", "spread", "spread_settled"]
+__all__ = ["energy", "energy_stationary", "spread", "spread_settled", "trend", "trend_free"]
 
 ENERGY_REL = 0.005
 SPREAD_REL = 0.02
@@ -61,6 +64,12 @@ def energy_stationary(ex: np.ndarray) -> bool:
     return _quarters_agree(ex, ENERGY_REL)
 
 
+def trend_free(ex: np.ndarray) -> bool:
+    """The trend condition alone on a ``(chain, step)`` trace (see the module notes)."""
+    ex = ex[np.isfinite(ex).all(axis=1)]
+    return ex.shape[0] == 0 or _quarters_agree(ex, ENERGY_REL)
+
+
 def spread_settled(spread: np.ndarray) -> bool:
     """The spread test on ``‖w − w*‖²`` of shape (chain, window)."""
     spread = spread[np.isfinite(spread).all(axis=1)]
@@ -81,10 +90,15 @@ def _energy_final(state: tuple) -> bool:
     return energy_stationary(np.concatenate(state, axis=1)) if state else False
 
 
+def _trend_final(state: tuple) -> bool:
+    return trend_free(np.concatenate(state, axis=1)) if state else False
+
+
 def _spread_final(state: tuple) -> bool:
     return spread_settled(np.stack(state, axis=1)) if state else False
 
 
 # each test as (init, update, final); update appends a window
 energy = Part(_init, _append, _energy_final)
+trend = Part(_init, _append, _trend_final)
 spread = Part(_init, _append, _spread_final)

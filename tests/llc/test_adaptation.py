@@ -209,3 +209,16 @@ def test_draws_double_until_precise_and_respect_fixed_counts():
     fixed = draws.init(np.zeros((8, 100)), max_draws=10, num_draws=77)
     assert fixed.next == 77 and draws.update(fixed, np.ones((8, 77))).next == 0
     assert draws.precise(10.0 + 0.001 * rng.standard_normal((8, 1000)))
+
+
+def test_trend_test_of_carried_chains_drops_the_spans_but_keeps_the_trend():
+    """Chains carried from an earlier estimate start relaxed: the trend test alone applies."""
+    flat = [_ar1(0.999, steps=2000, seed=s) for s in range(20)]  # τ ≈ 2000: spans fail
+    assert not any(convergence.energy_stationary(x) for x in flat)
+    # the quarters agree within 1.5 standard errors (plus 0.5 %) for ~85 % of stationary traces
+    assert sum(convergence.trend_free(x) for x in flat) >= 12
+    assert not any(convergence.trend_free(x + np.linspace(0, 3, 2000)) for x in flat[:5])
+    state = convergence.trend.init()
+    for part in np.split(flat[0] + np.linspace(0, 3, 2000), 4, axis=1):
+        state = convergence.trend.update(state, part)
+    assert not convergence.trend.final(state)

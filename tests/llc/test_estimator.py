@@ -263,8 +263,8 @@ def test_divergence_in_the_draws_repeats_warmup_at_a_smaller_step(problem, monke
     calls = []
     original = est._warm_up
 
-    def too_large_first(chains, kernel, params, state, s, limits, cap, spreads):
-        warm = original(chains, kernel, params, state, s, limits, cap, spreads)
+    def too_large_first(chains, kernel, params, state, s, limits, cap, spreads, carried=False):
+        warm = original(chains, kernel, params, state, s, limits, cap, spreads, carried)
         calls.append((cap, spreads))
         if len(calls) == 1:
             bad = replace(warm.params, step_size=50 * warm.params.step_size)
