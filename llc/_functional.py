@@ -192,9 +192,10 @@ class FlatModel:
         return self._in_context(vmap(one, in_dims=(0, None, None), randomness="different"))
 
     def batched_value_and_grad(
-        self, loss: LossFn, *, mlp_path: bool = True
+        self, loss: LossFn, *, mlp_path: bool = True, plan=None
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """``(W, X, Y) -> (grads (C, D), mean losses (C,))``.
+        """``(W, X, Y) -> (grads (C, D), mean losses (C,))``; ``plan``: the :meth:`mlp_plan`
+        when the caller has it already.
 
         The forward pass is vectorised over chains with :func:`torch.func.vmap` and differentiated
         by one ordinary backward pass (chains share no parameters, so the gradient of the summed
@@ -202,7 +203,8 @@ class FlatModel:
         Plain MLPs (``nn.Sequential`` of ``nn.Linear`` and common activations) take the
         hand-written batched path of :mod:`llc._mlp` instead, unless ``mlp_path=False``.
         """
-        plan = self.mlp_plan() if mlp_path else None
+        if plan is None and mlp_path:
+            plan = self.mlp_plan()
         if plan is not None:
             return plan.value_and_grad(loss)
         fwd = self.batched_loss(loss)

@@ -319,9 +319,12 @@ class Potential:
             self.stochastic = not _same_state(before, _global_rng_state(self.device))
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")
-        self._value_and_grad = self._flat.batched_value_and_grad(self.loss_fn)
+        plan = self._flat.mlp_plan()
+        self.generic = plan is None
+        self._value_and_grad = self._flat.batched_value_and_grad(
+            self.loss_fn, mlp_path=not self.generic, plan=plan
+        )
         self._sequential = self._flat.sequential_value_and_grad(self.loss_fn)
-        self.generic = self._flat.mlp_plan() is None
         self._hvp = self._flat.batched_hvp(self.loss_fn)
         self._per_sample = self._flat.batched_per_sample_loss(self.loss_fn)
 

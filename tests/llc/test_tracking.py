@@ -184,3 +184,21 @@ def test_warm_start_agrees_with_cold(seed):
         assert r.result.num_burnin < first.result.num_burnin  # no warm-up from w* again
         z = (r.llc - first.llc) / math.hypot(first.mcse, r.mcse)
         assert abs(z) < 4, [(q.llc, q.mcse) for q in records]
+
+
+def test_carried_tracking_is_reproducible_and_differs_from_cold():
+    """The same seed gives the same carried run; carrying changes the chains' starts."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(200, 3, generator=g), torch.randn(200, 2, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+    def run(warm_start):
+        t = llc.LLCTracker((x, y), every=1, progress=False, warm_start=warm_start, **FAST)
+        return [t.step(model, s) for s in range(3)]
+
+    a, b, cold = run(True), run(True), run(False)
+    assert [r.llc for r in a] == [r.llc for r in b]
+    assert [r.settings["carried"] for r in a] == [False, True, True]
+    assert not any(r.settings["carried"] for r in cold)
+    assert a[0].llc == cold[0].llc and a[1].llc != cold[1].llc
