@@ -15,7 +15,7 @@ from torch import nn
 from ._advice import emit
 from ._budget import TIMED_BLOCK, WORK, Limits
 from ._budget import limits as budget_limits
-from ._carry import MAX_SHIFT, Carry, carried_positions, hand_over
+from ._carry import Carry, carried_positions, carry_record, hand_over
 from ._data import LossFn
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
@@ -94,7 +94,7 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
     w*."""
     pot, rand = chains.potential, chains.randomness
     params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
-    carried, shift = carried_positions(start, pot, params, chains.num_chains)
+    carried, shift = carried_positions(start, chains, params)
     begin = pot.center.expand(chains.num_chains, -1).clone() if carried is None else carried
     state = kernel.init(begin, rand.noise(), params)
     limits = budget_limits(
@@ -103,8 +103,8 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
     cap, restarts = math.inf, 0
     while True:
         spreads = restarts == 0 and carried is None and _spreads(kernel, s)
-        again = restarts == 0 and carried is not None
-        warm = _warm_up(chains, kernel, params, state, s, limits, cap, spreads, again)
+        short = restarts == 0 and carried is not None  # a short warm-up for carried chains
+        warm = _warm_up(chains, kernel, params, state, s, limits, cap, spreads, short)
         retry = s.adaptive and restarts < MAX_DRAW_RESTARTS
         plan_from = start.llc_trace if start is not None and restarts == 0 else None
         state, drawn = _draw(chains, kernel, warm, s, limits, retry, observables, plan_from)
@@ -127,16 +127,18 @@ def _warm_up(
 ):
     """Warm-up; with ``spreads``: SGLD for at most ``FIRST_WINDOWS`` windows (metric, step and
     noise scale), then the underdamped spreading phase, then SGLD again from where it left the
-    chains (see :func:`llc.warmup.spread`)."""
+    chains (see :func:`llc.warmup.spread`); with ``carried``: the short warm-up of chains carried
+    over from an earlier estimate (:func:`llc.warmup.warmup`)."""
     kw = dict(
         adapt_step=s.step_size is None, adapt_metric=s.precondition,
         compensate=s.compensate_noise, step_cap=cap, progress=s.progress,
     )  # fmt: skip
     if not spreads:
         until = limits.warm_until if s.num_burnin is None else None
+        if carried:
+            kw.update(carried=True, min_windows=CARRIED_WINDOWS)
         return warmup(chains, kernel, params, state, num_steps=s.num_burnin,
-                      max_windows=limits.max_windows, deadline=until, carried=carried,
-                      min_windows=CARRIED_WINDOWS if carried else 8, **kw)  # fmt: skip
+                      max_windows=limits.max_windows, deadline=until, **kw)  # fmt: skip
     first = warmup(chains, kernel, params, state, max_windows=FIRST_WINDOWS, **kw)
     moved = spread(
         chains, first, max_windows=limits.max_windows, compensate=s.compensate_noise,
@@ -379,8 +381,11 @@ def _warn_frozen(model: nn.Module, stacklevel: int = 3) -> None:
         )
 
 
-def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stacklevel: int = 4):
-    """``(LLCResult, Carry)`` for the potential; ``start`` warm-starts from a nearby estimate."""
+def _estimate(
+    pot: Potential, s: LLCSettings, observables=(), start=None, stacklevel: int = 4, hand=False
+):
+    """``(LLCResult, Carry or None)`` for the potential; ``start`` warm-starts from a nearby
+    estimate, and with ``hand`` the result comes with what the next one needs."""
     kernel = get_kernel(s.sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
     batch = s.batch_size or min(pot.n, DEFAULT_BATCH)
@@ -391,19 +396,10 @@ def _estimate(pot: Potential, s: LLCSettings, observables=(), start=None, stackl
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
         warm, drawn, restarts, last, shift = _sample(chains, kernel, s, nb, observables, start)
-        carry = hand_over(pot, warm.params, drawn["llc"], last.position)
-    result = _result(chains, kernel, s, nb, warm, drawn, restarts, _carried_note(start, shift))
+        carry = hand_over(chains, warm.params, drawn["llc"], last.position) if hand else None
+    result = _result(chains, kernel, s, nb, warm, drawn, restarts, carry_record(start, shift))
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
     return result, carry
-
-
-def _carried_note(start: Carry | None, shift: float | None) -> str:
-    if start is None:
-        return "no (a cold start)"
-    if shift is None:
-        return "no (nothing to carry)"
-    verdict = "yes" if shift <= MAX_SHIFT else f"no (above {MAX_SHIFT:g})"
-    return f"{verdict}: sd of the potential's change over the chains {shift:.3g}"
 
 
 def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:
@@ -431,7 +427,7 @@ def _flag_nonfinite(chains: Chains, llc_trace: np.ndarray) -> None:
             chains.diverged_why[c] = "non-finite draw"
 
 
-def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried="no") -> LLCResult:
+def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict) -> LLCResult:
     pot, params = chains.potential, warm.params
     llc_trace, acc = drawn["llc"], drawn["mala_acceptance"]
     _flag_nonfinite(chains, llc_trace)
@@ -453,7 +449,7 @@ def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried="no") -> LL
         num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,
         scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
         mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
-        config={**_provenance(chains, kernel, s, warm, restarts), "carried": carried},
+        config={**_provenance(chains, kernel, s, warm, restarts), **carried},
         observables=extra, mala_trace=acc,
     )  # fmt: skip
 

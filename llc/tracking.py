@@ -164,10 +164,12 @@ class _Engine:
             start = self.carry if self.warm_start else None
             if start is not None:
                 s = replace(s, seed=_estimate_seed(s.seed, self.count))
-            result, carry = _estimate(pot, s, self.observables, start, stacklevel + 1)
+            result, carry = _estimate(
+                pot, s, self.observables, start, stacklevel + 1, hand=self.warm_start
+            )
         self.carry, self.count = carry, self.count + 1
         reused = start is not None and _fitted(result.config)
-        carried = result.config["carried"].startswith("yes")
+        carried = result.config["carried"]
         extra = {"warm_start": start is not None, "reused": bool(reused), "carried": carried}
         return TrackRecord.from_result(
             step, result, train_loss, extra, time.perf_counter() - t0, self.keep
@@ -231,21 +233,25 @@ class LLCTracker:
 
     Warm start: the chains start where the previous estimate's draws left them when they fit
     the new posterior, that is when the change ``ΔU`` of the tempered potential
-    ``U(w) = nβ L_n(w) + γ/2 ‖w − w*‖²`` varies over them by a standard deviation of at most 1
-    (the importance weights ``exp(−ΔU)`` that would turn them into a sample of the new
-    posterior then keep at least 37 % of the sample; :mod:`llc._carry`). Carried chains need
-    no warm-up from w*: a short one (at least 4 windows of 100 steps) re-sets the step, metric
-    and noise compensation and runs until the energy shows no trend. Chains that do not fit
-    (the network changed too much, as when a behavioral loss's reference map changes) start
-    at w* with a full warm-up. Either way warm-up begins with the previous diagonal metric and
-    noise compensation, and the draws are planned from the previous trace's autocorrelation
-    and spread, capped at 1/10 of the cold default cap (at least 200); each record holds its
-    own MCSE. Each estimate draws fresh noise (a seed derived from ``seed`` and its index):
-    chains carried on under a replayed noise sequence gain the same net displacement at every
-    estimate and drift. ``record.settings["carried"]`` says whether the chains were carried,
-    and ``result.config["carried"]`` the measured spread of ``ΔU``;
+    ``U(w) = nβ L(w) + γ/2 ‖w − w*‖²`` (``L`` the mean loss on at most 4,096 samples spread
+    over the data) varies over them by a standard deviation of at most 1: the importance
+    weights ``exp(−ΔU)`` that would turn them into a sample of the new posterior then keep at
+    least 37 % of the sample (:mod:`llc._carry`). Carried chains need no warm-up from w*: a
+    short one (at least 4 windows of 100 steps) re-sets the step, metric and noise
+    compensation and ends when the step has settled, the energy shows no trend and the
+    chains' spread has stopped changing. Chains that do not fit (the network changed too
+    much, as when a behavioral loss's reference map changes), a single chain, and chains of
+    an estimate in which one diverged start at w* with a full warm-up. Either way warm-up
+    begins with the previous diagonal metric and noise compensation, and the draws are planned
+    from the previous trace's autocorrelation and spread, capped at 1/10 of the cold default
+    cap (at least 200); each record holds its own MCSE. With warm start each estimate draws
+    fresh noise (a seed derived from ``seed`` and its index): chains carried on under a
+    replayed noise sequence gain the same net displacement at every estimate and drift
+    (without warm start every estimate uses ``seed``: common random numbers).
+    ``record.settings["carried"]`` says whether the chains were carried, and
+    ``result.config["carry_shift_sd"]`` holds the measured spread of ``ΔU``;
     ``record.settings["reused"]`` is True when the step needed no change at its first re-set
-    and warm-up passed its tests.
+    and warm-up passed its tests. A fixed ``num_burnin`` replaces the warm-up's tests.
 
     Tracking never perturbs training: no parameter, buffer, gradient, optimizer state or global
     RNG state (CPU and CUDA) is changed by :meth:`step`.

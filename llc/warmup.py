@@ -13,6 +13,7 @@ initial step size and adapts nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -173,7 +174,7 @@ def warmup(
     ``deadline`` (a :func:`time.perf_counter` value) no window after the first starts after
     it. ``carried``: the chains start where an earlier estimate at a nearby w* left them; the
     first step comes from the curvature there and the energy test asks for no trend only
-    (:data:`llc.adaptation.convergence.trend`)."""
+    (:data:`llc.adaptation.convergence.trend`), until a diverged chain restarts at w*."""
     adaptive = num_steps is None
     probe_start = probe_start and not carried
     stationary = convergence.trend if carried else convergence.energy
@@ -206,6 +207,9 @@ def warmup(
             params = replace(params, step_size=step_size.final(a.steps))
             restarts += len(dead)
             chains.revive(dead)
+            if stationary is not convergence.energy:  # carried chains: one now starts at w*
+                stationary = convergence.energy
+                energy = functools.reduce(stationary.update, parts, stationary.init())
             continue
         alive = np.isfinite(values["llc"]).all(axis=1)
         if not alive.any():

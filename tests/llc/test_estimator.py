@@ -299,6 +299,34 @@ def test_dropout_draws_depend_on_the_seed_not_on_the_global_rng():
     assert not np.array_equal(other, results[0])
 
 
+def test_a_draw_restart_after_carried_chains_warms_up_in_full(problem, monkeypatch):
+    """Chains carried over from an earlier estimate get the short warm-up; after a chain
+    diverges in the draws the repeated warm-up is the full one, capped at half the step."""
+    from dataclasses import replace
+
+    import llc.estimator as est
+
+    model, x, y = problem
+    pot = llc.Potential(model, (x, y))
+    s = llc.LLCSettings(num_chains=3, num_draws=400, progress=False)
+    _, carry = est._estimate(pot, s, hand=True)
+    calls, original = [], est._warm_up
+
+    def too_large_first(chains, kernel, params, state, s, limits, cap, spreads, carried=False):
+        warm = original(chains, kernel, params, state, s, limits, cap, spreads, carried)
+        calls.append((cap, spreads, carried))
+        if len(calls) == 1:
+            return replace(warm, params=replace(warm.params, step_size=50 * warm.params.step_size))
+        return warm
+
+    monkeypatch.setattr(est, "_warm_up", too_large_first)
+    res, _ = est._estimate(pot, s, start=carry)
+    assert res.config["carried"] and res.config["draw_restarts"] >= 1
+    assert calls[0] == (np.inf, False, True)
+    assert calls[1][0] < np.inf and calls[1][1:] == (False, False)
+    assert not res.diverged.any() and np.isfinite(res.mean)
+
+
 def test_dataloaders_give_every_sample_once_without_touching_the_global_rng(problem):
     from torch.utils.data import DataLoader, Dataset
 

@@ -179,6 +179,10 @@ def test_warm_start_agrees_with_cold(seed):
     assert not first.settings["warm_start"] and all(r.settings["warm_start"] for r in later)
     assert all(r.settings["carried"] for r in later)  # the same potential: nothing changed
     assert len({r.result.config["seed"] for r in records}) == len(records)
+    # carried chains start where the last ones ended, spread out, not at w* (energy 0)
+    start_energy = [r.result.warmup_llc[:, :20].mean() for r in records]
+    assert start_energy[0] < 0.5 * first.llc
+    assert all(e > 0.5 * first.llc for e in start_energy[1:]), start_energy
     for r in later:
         assert r.result.num_draws <= max(MIN_TRACK_DRAWS, 25000 // DRAW_FRACTION)  # its cap
         assert r.result.num_burnin < first.result.num_burnin  # no warm-up from w* again
@@ -201,6 +205,9 @@ def test_carried_tracking_is_reproducible_and_differs_from_cold():
     assert [r.llc for r in a] == [r.llc for r in b]
     assert [r.settings["carried"] for r in a] == [False, True, True]
     assert not any(r.settings["carried"] for r in cold)
+    assert len({r.result.config["seed"] for r in cold}) == 1  # cold: common random numbers
+    gen = torch.Generator()
+    assert llc.tracking._estimate_seed(gen, 3) is gen  # a generator advances by itself
     assert a[0].llc == cold[0].llc and a[1].llc != cold[1].llc
 
 
