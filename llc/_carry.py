@@ -28,7 +28,6 @@ __all__ = [
     "MAX_SHIFT",
     "PROBE_SAMPLES",
     "carried_positions",
-    "carry_record",
     "hand_over",
     "probe_indices",
 ]
@@ -94,9 +93,3 @@ def carried_positions(start: Carry | None, chains, params):
     if not sd <= MAX_SHIFT:  # NaN too
         return None, sd
     return pos, sd
-
-
-def carry_record(start: Carry | None, shift: float | None) -> dict:
-    """For the result's config: whether the chains were carried over, and the sd of ΔU."""
-    ok = start is not None and shift is not None and shift <= MAX_SHIFT
-    return {"carried": ok, "carry_shift_sd": shift}

@@ -15,7 +15,7 @@ from torch import nn
 from ._advice import emit
 from ._budget import TIMED_BLOCK, WORK, Limits
 from ._budget import limits as budget_limits
-from ._carry import Carry, carried_positions, carry_record, hand_over
+from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
@@ -95,6 +95,7 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
     pot, rand = chains.potential, chains.randomness
     params = _warm_params(_kernel_params(kernel, s, nbeta, pot.center), start)
     carried, shift = carried_positions(start, chains, params)
+    record = {"carried": carried is not None, "carry_shift_sd": shift}  # for the config
     begin = pot.center.expand(chains.num_chains, -1).clone() if carried is None else carried
     state = kernel.init(begin, rand.noise(), params)
     limits = budget_limits(
@@ -110,7 +111,7 @@ def _sample(chains: Chains, kernel: Kernel, s: LLCSettings, nbeta: float, observ
         state, drawn = _draw(chains, kernel, warm, s, limits, retry, observables, plan_from)
         dead = chains.diverged()
         if not (dead and retry):
-            return warm, drawn, restarts, state, shift
+            return warm, drawn, restarts, state, record
         # a chain found a region stiffer than warm-up had seen: warm up again with the step at
         # most half as large (dead chains restart at w*, where the check left them), draw afresh
         params, cap, restarts = warm.params, 0.5 * warm.params.step_size, restarts + 1
@@ -395,9 +396,9 @@ def _estimate(
     )  # fmt: skip
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
-        warm, drawn, restarts, last, shift = _sample(chains, kernel, s, nb, observables, start)
+        warm, drawn, restarts, last, record = _sample(chains, kernel, s, nb, observables, start)
         carry = hand_over(chains, warm.params, drawn["llc"], last.position) if hand else None
-    result = _result(chains, kernel, s, nb, warm, drawn, restarts, carry_record(start, shift))
+    result = _result(chains, kernel, s, nb, warm, drawn, restarts, record)
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
     return result, carry
 
