@@ -6,10 +6,10 @@ MLP with LayerNorm and deep linear networks behind a custom ``forward``. Three w
 the same chains (same ε, γ, nβ, batch, Euler scheme, chains, steps):
 
 1. "ours": ``llc.estimate_llc`` at its default ``vectorize=None`` (all chains in one vmapped
-   pass, or one chain after another, whichever its first 8 steps time faster; the ``way``
-   column says which), fixed step size, no warm-up (``num_burnin=0``), no preconditioning or
+   pass, or one chain after another for a model that calls a convolution on the CPU; the
+   ``way`` column says which), fixed step size, no warm-up (``num_burnin=0``), no preconditioning or
    noise compensation, explicit nβ and γ. Timed as the difference of two calls with
-   ``--llc-base`` (≥ 10, past the timing steps) and ``--llc-base`` + S draws, divided by S, so
+   ``--llc-base`` (≥ 10) and ``--llc-base`` + S draws, divided by S, so
    that construction, the losses at w* on all n samples and other per-call overhead cancel (one
    untimed call first warms up the allocator).
 2. "loop": a lean sequential autograd loop: per chain a deep copy of the model, per step an

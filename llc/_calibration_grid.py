@@ -47,11 +47,15 @@ class GridSampler:
         From :func:`llc._randomness.chain_seeds`: every cell's chain c uses ``seeds[c]``, as
         chain c of :func:`llc.estimate_llc` with the same seed does (common random numbers).
     num_chains, batch_size, num_burnin, num_draws : int
+    start : Tensor (num_chains, d), optional
+        Where chain c of every cell starts (default: w*).
     """
 
-    def __init__(self, pot, kernel, seeds, num_chains, batch_size, num_burnin, num_draws):
+    def __init__(self, pot, kernel, seeds, num_chains, batch_size, num_burnin, num_draws,
+                 start=None):  # fmt: skip
         self.pot, self.kernel, self.k, self.seeds = pot, kernel, num_chains, seeds
         self.batch, self.burnin, self.draws = batch_size, num_burnin, num_draws
+        self.start = pot.center.expand(num_chains, -1) if start is None else start
 
     def run(self, cells: np.ndarray, progress: bool) -> list[dict]:
         """Per cell (rows of ``cells``: nβ, γ, ε) its draws and diagnostics: all cells in one
@@ -80,9 +84,8 @@ class GridSampler:
         params = kernel_params(kernel, eps, gamma, nb, pot.center)
         with self.chains(len(settings)) as chains:
             rand = chains.randomness
-            state = kernel.init(
-                pot.center.expand(chains.num_chains, -1).clone(), rand.noise(), params
-            )
+            begin = self.start.repeat(len(settings), 1)
+            state = kernel.init(begin, rand.noise(), params)
             trace, burn = _ExcessTrace(nbeta=settings[:, 0].repeat(k)), []
             while chains.steps_done < self.burnin:
                 first = chains.steps_done

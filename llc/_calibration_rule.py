@@ -5,7 +5,8 @@ is the first step where a chain diverges, the MALA acceptance drops below ``MIN_
 draws' standard deviation grows more than ``MAX_SPREAD``-fold over the next smaller step's (rare
 excursions to high loss), or λ̂ leaves the plateau (changes by more than ``PLATEAU`` of λ̂ from
 the last converged smaller step's); it and every larger step are unusable. Below the edge a cell
-is *converged* when R-hat ≤ ``MAX_RHAT`` and the trend statistic ``|drift|`` ≤ ``MAX_DRIFT``; a
+is *converged* when R-hat ≤ ``MAX_RHAT`` (chains started at w* only: from warm-up they keep the
+spread it gave them whatever the step) and the trend statistic ``|drift|`` ≤ ``MAX_DRIFT``; a
 converged cell is *usable* ("ok") when a smaller converged step agrees with it (a plateau of two
 or more steps). The slice's choice is its largest usable step. The default nβ and γ are
 preferred; another slice is chosen only when theirs has no usable cell.
@@ -27,6 +28,7 @@ __all__ = [
     "STATUSES",
     "classify",
     "choose",
+    "preferred_slice",
 ]
 
 PLATEAU = 0.07  # largest change of λ̂ between neighbouring steps (√2 apart); measured −2 … +3 %
@@ -54,15 +56,17 @@ RULE = (
     f"grows more than {MAX_SPREAD:g}-fold over the next smaller step's (excursions), or λ̂ "
     f"changes by more than {PLATEAU:.0%} from the last converged smaller step's (leaves the "
     "plateau); it and all larger steps are unusable. Below the edge, a cell is converged when "
-    f"R-hat ≤ {MAX_RHAT} and |drift| ≤ {MAX_DRIFT:g}, and usable when a smaller converged step "
+    f"R-hat ≤ {MAX_RHAT} (chains started at w* only) and |drift| ≤ {MAX_DRIFT:g}, and usable "
+    "when a smaller converged step "
     "agrees with it (a plateau). Recommend the largest usable step at the default nβ = n/log n "
     "and γ (or the grid's values nearest to them); another (nβ, γ) only when that slice has no "
     "usable cell."
 )
 
 
-def classify(llc, sd, mala, r_hat, drift, divergences) -> np.ndarray:
+def classify(llc, sd, mala, r_hat, drift, divergences, use_rhat: bool = True) -> np.ndarray:
     """The status of each step of one slice (arrays of shape (step,)); see the module notes.
+    ``use_rhat=False`` (chains started where warm-up left them): converged on the trend alone.
 
     The spread is compared with the next smaller step's; λ̂ with the last converged smaller
     step's (the λ̂ of a step that has not converged still moves with the step size). The first
@@ -79,7 +83,7 @@ def classify(llc, sd, mala, r_hat, drift, divergences) -> np.ndarray:
             status[k] = "excursions"
         elif last is not None and abs(llc[k] - llc[last]) > PLATEAU * abs(llc[last]):
             status[k] = "off plateau"
-        elif not (r_hat[k] <= MAX_RHAT and abs(drift[k]) <= MAX_DRIFT):
+        elif not ((r_hat[k] <= MAX_RHAT or not use_rhat) and abs(drift[k]) <= MAX_DRIFT):
             status[k] = "not converged"
             continue
         else:
@@ -103,14 +107,23 @@ def _preference(values: tuple[float, ...], default: float) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (dist(values[i]), values[i]))
 
 
-def choose(arrays: dict, steps, locs, nbetas, default_nbeta: float, default_gamma: float):
+def preferred_slice(nbetas, locs, default_nbeta: float, default_gamma: float) -> tuple[int, int]:
+    """``(i, j)``: the grid's nβ and γ nearest (in log) to the defaults."""
+    return _preference(nbetas, default_nbeta)[0], _preference(locs, default_gamma)[0]
+
+
+def choose(
+    arrays: dict, steps, locs, nbetas, default_nbeta: float, default_gamma: float,
+    use_rhat: bool = True,
+):  # fmt: skip
     """``(index, status, reason, default)``: the recommended cell (or None), the status of every
     cell (shape (nβ, γ, step)), the reason in words and the preferred slice ``(i, j)``."""
     shape = (len(nbetas), len(locs), len(steps))
     status = np.empty(shape, dtype=object)
     for i in range(shape[0]):
         for j in range(shape[1]):
-            status[i, j] = classify(*(arrays[m][i, j] for m in SLICE_METRICS))
+            metrics = (arrays[m][i, j] for m in SLICE_METRICS)
+            status[i, j] = classify(*metrics, use_rhat=use_rhat)
     order = [(i, j) for i in _preference(nbetas, default_nbeta)
              for j in _preference(locs, default_gamma)]  # fmt: skip
     for rank, (i, j) in enumerate(order):

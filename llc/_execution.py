@@ -4,13 +4,14 @@ Batching the chains removes per-operation overhead, which dominates small models
 gives some layers layouts that torch's CPU kernels handle slowly: a convolution with per-chain
 weights becomes a grouped convolution over ``(batch, chain·channels, H, W)``, and the pooling and
 elementwise operations after it work on strided views of it. On a small CNN at batch 512 the
-batched step measured 1.5–2× slower than eight plain passes. :class:`FasterOf` times both ways
-on the first steps of a run and keeps the faster, so the generic path is never slower than a
-sequential loop by more than the timing noise.
+batched step measured 1.5–2× slower than eight plain passes.
 
-The choice changes float rounding only (the two ways compute the same gradient), not the
-sampled distribution; pass ``vectorize=True`` or ``False`` to :func:`llc.estimate_llc` to pin it
-for bitwise reproducible runs.
+The default way (:func:`default_way`) is decided from the model, never from the clock, so that
+the same seed gives the same bits on a loaded machine as on an idle one: one chain after
+another for a model that calls a convolution on the CPU, all chains in one pass otherwise.
+:class:`FasterOf` (``vectorize="timed"``) times both ways on the first steps instead and keeps
+the faster; the two ways compute the same gradient up to float rounding, so a timed run is
+reproducible only up to rounding.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["FasterOf", "TRIALS", "MARGIN"]
+__all__ = [
+    "CONVOLUTIONS", "FasterOf", "MARGIN", "TRIALS", "calls_any", "check_vectorize",
+    "default_way",
+]  # fmt: skip
+
+# the functional forms that nn.Conv*d and nn.ConvTranspose*d call
+CONVOLUTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+                F.conv_transpose3d)  # fmt: skip
 
 TRIALS = 3  # timed calls of each way, after one untimed call each
 MARGIN = 1.2  # the loop must be this much faster to be chosen (keeps borderline models batched)
@@ -91,3 +101,43 @@ class FasterOf:
             f"{self.choice}: chosen by timing (one chain at a time took {1 / ratio:.2g}× the "
             "batched step)"
         )
+
+
+class _Calls(TorchFunctionMode):
+    def __init__(self, funcs):
+        super().__init__()
+        self.funcs, self.seen = funcs, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen = self.seen or func in self.funcs
+        return func(*args, **(kwargs or {}))
+
+
+def calls_any(funcs, fn, *args) -> bool:
+    """Whether ``fn(*args)`` calls any of the torch functions ``funcs`` (one evaluation,
+    without gradients)."""
+    probe = _Calls(funcs)
+    with torch.no_grad(), probe:
+        fn(*args)
+    return probe.seen
+
+
+def default_way(pot) -> tuple[str, str]:
+    """``(way, why)`` for ``vectorize=None``: ``"sequential"`` for a model on the generic path
+    that calls a convolution on the CPU and draws no random numbers, else ``"batched"``."""
+    if not pot.generic:
+        return "batched", "the MLP path"
+    if pot.stochastic:
+        return "batched", "the model draws random numbers"
+    if pot.convolutional and pot.device.type == "cpu":
+        return "sequential", (
+            "the model calls a convolution on the CPU (batched, it becomes a slower grouped "
+            "convolution)"
+        )
+    return "batched", "the generic path"
+
+
+def check_vectorize(vectorize) -> None:
+    """A TypeError unless ``vectorize`` is True, False, ``"timed"`` or None."""
+    if not (vectorize is None or isinstance(vectorize, bool) or vectorize == "timed"):
+        raise TypeError(f"vectorize must be True, False, 'timed' or None, got {vectorize!r}")

@@ -86,6 +86,9 @@ class ThreadControl:
         reading.
     device : torch.device
         Off the CPU the count is left alone.
+    follow_load : bool
+        False: without ``requested``, hold the caller's count (chains evaluated one after
+        another, whose convolutions round differently with the count).
 
     Attributes
     ----------
@@ -102,10 +105,12 @@ class ThreadControl:
         clock: Callable[[], float] = time.monotonic,
         readings: Callable[[], tuple[float, float] | None] = _cpu_times,
         running: Callable[[], int | None] = _running_others,
+        follow_load: bool = True,
     ):
         self.requested, self.period = requested, period
         self._clock, self._readings, self._running = clock, readings, running
-        self._adaptive = requested is None and device.type == "cpu"
+        self._adaptive = requested is None and device.type == "cpu" and follow_load
+        self._held = requested is None and not follow_load and device.type == "cpu"
         self._caller = torch.get_num_threads()
         self.history: list[int] = []
         self._last: tuple[float, tuple[float, float]] | None = None
@@ -156,6 +161,8 @@ class ThreadControl:
         """For ``config["num_threads"]``."""
         if self.requested is not None:
             return f"{self.requested}: given"
+        if self._held:
+            return f"{self._caller}: the caller's (one chain after another: no load following)"
         if not self._adaptive:
             return f"{self._caller}: the caller's (the step runs on the device)"
         if self._last is None:

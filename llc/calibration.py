@@ -5,8 +5,9 @@
 >>> cal.recommended.step_size, cal.plot()                # doctest: +SKIP
 
 Every cell of the grid runs ``num_chains`` chains of the same kernel at a fixed step (no
-adaptation, as :func:`llc.estimate_llc` with ``step_size`` and ``num_burnin`` given), and reports
-λ̂, its Monte Carlo error and the diagnostics that say whether the setting can be trusted. A rule
+adaptation, as :func:`llc.estimate_llc` with ``step_size`` and ``num_burnin`` given), from where
+the estimator's adaptive warm-up leaves its chains (or from w*), and reports λ̂, its Monte Carlo
+error and the diagnostics that say whether the setting can be trusted. A rule
 (:func:`calibrate`, Notes) recommends one cell.
 """
 
@@ -21,18 +22,21 @@ import torch
 from torch import nn
 
 from ._calibration_grid import BATCHED_SAMPLERS, METRICS, GridSampler, kernel_params
-from ._calibration_rule import RULE, choose
+from ._calibration_rule import RULE, choose, preferred_slice
+from ._calibration_start import STARTS, start_seed, warmed_up
+from ._curvature import top_curvature
 from ._data import LossFn
 from ._randomness import chain_seeds
 from .kernels import get_kernel
 from .potential import Potential
 from .sampling import Chains
-from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION
+from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
 from .warmup import initial_step_size
 
 __all__ = ["CalibrationResult", "calibrate"]
 
 STEP_MULTIPLES = tuple(2.0 ** (k / 2) for k in range(-6, 5))  # default grid: ε₀/8 … 4ε₀
+WARM_MULTIPLES = tuple(2.0 ** (k / 2) for k in range(-4, 9))  # from warm-up: ε₀/4 … 16ε₀
 DEFAULT_BURNIN, DEFAULT_DRAWS = 4000, 4000
 
 
@@ -242,6 +246,7 @@ def calibrate(
     batch_size: int | None = None,
     sampler: str = "sgld",
     seed: int | torch.Generator = 0,
+    start: str = "warmup",
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
@@ -256,10 +261,10 @@ def calibrate(
     data : (inputs, targets) tuple, TensorDataset or DataLoader
         The n training samples.
     step_sizes : sequence of float > 0, optional
-        The steps ε. Default: ``ε₀ · 2^{k/2}`` for k = −6 … 4 (ε₀/8 to 4ε₀, 11 steps), with
-        ``ε₀`` the kernel's step for the largest curvature of the potential at and around w*
-        (as :func:`llc.estimate_llc`'s warm-up starts; SGLD: ``ε₀ = ½/κ̂``), at the grid's
-        largest nβ and smallest γ.
+        The steps ε. Default: ``ε₀ · 2^{k/2}``, with ``ε₀`` the kernel's step for the largest
+        curvature of the potential at and around w* and at the chains' starting points
+        (SGLD: ``ε₀ = ½/κ̂``), at the grid's largest nβ and smallest γ; k = −4 … 8 (ε₀/4 to
+        16ε₀, 13 steps) from warm-up, k = −6 … 4 (ε₀/8 to 4ε₀, 11 steps) from w*.
     localizations : sequence of float ≥ 0
         The localizations γ (default 0.3, the estimator's).
     nbetas : sequence of float > 0, optional
@@ -275,7 +280,13 @@ def calibrate(
     sampler : {"sgld", "rmsprop_sgld", "sgnht"}
     seed : int or torch.Generator
         Seeds the chains; every cell's chain c uses the same random stream as chain c of
-        ``estimate_llc(seed=seed)``.
+        ``estimate_llc(seed=seed)``. The warm-up of ``start="warmup"`` draws from a stream
+        derived from it.
+    start : {"warmup", "center"}
+        Where every cell's chains start. ``"warmup"``: where :func:`llc.estimate_llc`'s adaptive
+        warm-up (its spreading phase included) leaves ``num_chains`` chains at the default nβ
+        and γ (the grid's values nearest to them), chain c of every cell at that warm-up's
+        chain c. ``"center"``: at w*.
     device, dtype : optional
         Where and in what precision to sample (default: the model's).
     progress : bool
@@ -292,18 +303,30 @@ def calibrate(
     Raises
     ------
     ValueError, TypeError
-        An empty grid, a grid value ≤ 0 (γ < 0), not finite or repeated, or a value of the wrong
-        type; the message names the argument.
+        An empty grid, a grid value ≤ 0 (γ < 0), not finite or repeated, an unknown ``start``,
+        or a value of the wrong type; the message names the argument.
 
     Notes
     -----
-    Every cell runs the kernel at its fixed step: ``num_burnin`` steps from w*, then
-    ``num_draws`` kept draws of ``nβ (L_B(w) − L_B(w*))``, exactly what
-    ``estimate_llc(step_size=ε, localization=γ, nbeta=nβ, num_burnin=…, num_draws=…,
-    num_chains=…, seed=seed)`` runs (no step or metric adaptation, no noise compensation): λ̂,
-    MCSE, R-hat and ESS are that call's. The cells estimate different quantities as nβ and γ
-    change the target ``p(w) ∝ exp(−nβ L_n(w) − γ‖w − w*‖²/2)``; only the step is a pure
-    sampling parameter.
+    Every cell runs the kernel at its fixed step: ``num_burnin`` steps from its start, then
+    ``num_draws`` kept draws of ``nβ (L_B(w) − L_B(w*))``. With ``start="center"`` that is
+    exactly what ``estimate_llc(step_size=ε, localization=γ, nbeta=nβ, num_burnin=…,
+    num_draws=…, num_chains=…, seed=seed)`` runs (no step or metric adaptation, no noise
+    compensation): λ̂, MCSE, R-hat and ESS are that call's. The cells estimate different
+    quantities as nβ and γ change the target ``p(w) ∝ exp(−nβ L_n(w) − γ‖w − w*‖²/2)``; only
+    the step is a pure sampling parameter.
+
+    **Why start from warm-up.** From w*, a fixed-step run on a deep network spends its budget
+    drifting out along the flat directions, and small steps never arrive: on DLN 20x6
+    (d = 2000) the plateau sat 8.9 % below λ_n, or none was found. Started where the
+    estimator's warm-up, with its spreading phase, leaves the chains, the cells begin near the
+    posterior's typical set and the grid measures what each step does from there. The steps
+    that are stable there are smaller (the chains sit where the network is stiffer), hence the
+    start's curvature in ε₀, and the grid reaches 16ε₀ because the edge lay at 5–8ε₀ on the
+    tuning models. The draws of a cell barely move the chains along the flat directions within
+    the budget, so the chains keep the spread warm-up gave them and R-hat stays above 1.05 at
+    every step (1.1–1.6 on DLN 20x6) whatever the step: with this start, R-hat is reported but
+    not part of the rule; the between-chain spread enters the MCSE through the ESS.
 
     With ``sampler="sgld"`` or ``"rmsprop_sgld"`` the whole grid is **one batched computation**:
     cells × chains are the chains of one :class:`llc.sampling.Chains`, each with its own ε, γ and
@@ -327,8 +350,9 @@ def calibrate(
     - λ̂ leaves the plateau: ``|λ̂_k − λ̂_j| > 0.07 |λ̂_j|``, j the last converged step below,
 
     and that step and all larger ones are unusable. Below the edge a cell is converged when
-    R-hat ≤ 1.05 and the trend statistic ``|z| ≤ 3`` (``z = (m₂ − m₁)/√(MCSE₁² + MCSE₂²)``
-    between the draws' two halves, :func:`llc.diagnostics.drift`); λ̂ of a cell that has not
+    R-hat ≤ 1.05 (from w* only) and the trend statistic ``|z| ≤ 3``
+    (``z = (m₂ − m₁)/√(MCSE₁² + MCSE₂²)`` between the draws' two halves,
+    :func:`llc.diagnostics.drift`); λ̂ of a cell that has not
     converged still moves with the step, so it is not compared with. A converged cell is usable
     when a smaller converged step agrees with it: λ̂ is on a plateau of at least two steps (the
     first converged step is the plateau's reference, status ``"no plateau"``). The
@@ -348,12 +372,12 @@ def calibrate(
 
     Limits. The edge depends on the run's length: a chain that meets an unstable region only
     rarely may not within ``num_burnin + num_draws`` steps (longer runs put it lower on deep
-    networks). On larger networks the stable steps mix slowly, so that the cells below the
-    edge may not reach a plateau within the budget: then no cell is recommended, and the reason
-    says to rerun the steps just below the edge with more burn-in and draws. A plateau of
-    under-equilibrated steps can still sit below λ_n (−8.9 % on DLN 20x6, d = 2000, after such
-    a rerun): the grid samples with a fixed step and no metric, which :func:`llc.estimate_llc`'s
-    adaptive warm-up learns.
+    networks). The cells below the edge may not reach a plateau within the budget: then no
+    cell is recommended, and the reason says to rerun the steps just below the edge with more
+    burn-in and draws. From warm-up, the smallest steps keep the chains near where warm-up
+    left them (its own step's slightly higher level) and λ̂ falls a few percent towards the
+    largest stable steps; the rule's choice of the largest usable step is the one that has
+    relaxed most.
 
     References
     ----------
@@ -372,23 +396,33 @@ def calibrate(
         _count("batch_size", batch_size, 1)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     kernel = get_kernel(sampler)
     pot = Potential(model, data, loss=loss, params=params, device=device, dtype=dtype)
     default_nbeta = pot.n / math.log(pot.n) if pot.n > 1 else 1.0
     nbs = nbs or (default_nbeta,)
     batch = batch_size or min(pot.n, DEFAULT_BATCH)
-    grid = GridSampler(pot, kernel, chain_seeds(seed, num_chains), num_chains, batch,
-                       num_burnin, num_draws)  # fmt: skip
+    seeds = chain_seeds(seed, num_chains)
+    begin = None
+    if start == "warmup":
+        i, j = preferred_slice(nbs, locs, default_nbeta, DEFAULT_LOCALIZATION)
+        s = LLCSettings(nbeta=nbs[i], localization=locs[j], num_chains=num_chains,
+                        batch_size=batch, sampler=kernel.name, seed=start_seed(seed),
+                        progress=progress)  # fmt: skip
+        begin = warmed_up(pot, s, nbs[i])
+    grid = GridSampler(pot, kernel, seeds, num_chains, batch, num_burnin, num_draws, begin)
     with grid.chains(1) as probe, pot.model_rng(probe.randomness.aux.initial_seed()):
         # (a model with dropout draws from the global RNG: forked, and seeded from `seed`)
-        base = None if given else _base_step(probe, kernel, max(nbs), min(locs))
-        steps = given or tuple(base * m for m in STEP_MULTIPLES)
+        base = None if given else _base_step(probe, kernel, max(nbs), min(locs), begin)
+        multiples = STEP_MULTIPLES if begin is None else WARM_MULTIPLES
+        steps = given or tuple(base * m for m in multiples)
         cells = np.array(list(itertools.product(nbs, locs, steps)), dtype=np.float64)
         out = grid.run(cells, progress)
     shape = (len(nbs), len(locs), len(steps))
     arrays = {m: np.array([c[m] for c in out]).reshape(shape) for m in METRICS}
     index, status, reason, default = choose(
-        arrays, steps, locs, nbs, default_nbeta, DEFAULT_LOCALIZATION
+        arrays, steps, locs, nbs, default_nbeta, DEFAULT_LOCALIZATION, start == "center"
     )
     settings = {
         "n": pot.n, "d": pot.dim, "num_chains": num_chains, "num_burnin": num_burnin,
@@ -397,6 +431,7 @@ def calibrate(
         "batched": "one batch" if kernel.name in BATCHED_SAMPLERS else "one cell at a time",
         "step_base": base,
         "default_slice": default,
+        "start": start,
     }  # fmt: skip
     cell_index = list(itertools.product(*map(range, shape)))
     return CalibrationResult(
@@ -416,12 +451,16 @@ def _recommendation(index, reason, arrays, steps, locs, nbs) -> Recommendation:
     return Recommendation(steps[k], locs[j], nbs[i], llc, err, index, reason)
 
 
-def _base_step(chains: Chains, kernel, nbeta: float, gamma: float) -> float:
-    """ε₀: the kernel's step for the largest curvature at and around w* (as warm-up starts)."""
+def _base_step(chains: Chains, kernel, nbeta: float, gamma: float, begin=None) -> float:
+    """ε₀: the kernel's step for the largest curvature at and around w* (as warm-up starts),
+    and at the chains' start ``begin`` when given (deep networks stiffen as the chains spread)."""
     pot = chains.potential
     params = kernel_params(kernel, 1.0, gamma, nbeta, pot.center)
     gen = chains.randomness.aux
     vecs = torch.randn((chains.num_chains, pot.dim), generator=gen, device=pot.device,
                        dtype=pot.dtype)  # fmt: skip
-    eps, _ = initial_step_size(chains, kernel, params, vecs, gen)
+    eps, vecs = initial_step_size(chains, kernel, params, vecs, gen)
+    if begin is not None:
+        kappa, _ = top_curvature(chains, params, begin, None, vecs, iters=10)
+        eps = min(eps, kernel.stable_step_size(max(kappa.max().item(), gamma, 1e-12)))
     return float(eps)

@@ -263,18 +263,22 @@ def estimate_llc(
         optimizer, one chain after another (the reference implementation, and the path for
         models the batched engine cannot vectorise); needs the ``devinterp`` extra. See
         :mod:`llc.devinterp_backend`.
-    vectorize : bool, optional
+    vectorize : bool or "timed", optional
         Evaluate all chains in one vmapped pass (True) or one after another with plain
-        autograd (False). Default: models outside the MLP path time both ways on their first
-        steps and keep the faster (``config["execution"]`` says which, and by how much); the
-        two differ in float rounding only. Pin it for bitwise reproducible runs.
+        autograd (False). Default: decided from the model, one after another for a model on
+        the generic path that calls a convolution on the CPU (batched, a convolution becomes a
+        grouped one, 1.5–2× slower), batched otherwise; ``config["execution"]`` says which and
+        why. ``"timed"``: time both ways on the first steps and keep the faster; the two differ
+        in float rounding only, so a timed run is reproducible up to rounding, not bitwise.
     num_threads : int, optional
         Torch's intra-op threads while sampling, in the calling thread only (restored after).
-        Default: on CPU, every half second the cores that other processes left free over the
-        last half second, at most ``torch.get_num_threads()`` (on a shared machine a parallel
-        operation waits for its descheduled threads: a 288-parameter DLN beside four busy
-        processes ran 4.6× slower on two threads than on one). ``config["num_threads"]`` lists
-        the counts used. Pin it, with ``vectorize``, for bitwise reproducible CNN runs.
+        Default on the CPU: batched, every half second the cores that other processes left
+        free over the last half second, at most ``torch.get_num_threads()`` (on a shared
+        machine a parallel operation waits for its descheduled threads: a 288-parameter DLN
+        beside four busy processes ran 4.6× slower on two threads than on one); one chain after
+        another, ``torch.get_num_threads()`` (convolutions round differently with the count,
+        and the bits must not depend on the load). ``config["num_threads"]`` lists the counts
+        used.
     spread : bool
         With ``sampler="sgld"`` and an adapted step, metric and warm-up length, give warm-up a
         spreading phase of underdamped Langevin dynamics (see Notes). False: SGLD throughout,

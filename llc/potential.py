@@ -41,6 +41,7 @@ from ._data import (
     resolve_loss,
     take,
 )
+from ._execution import CONVOLUTIONS, calls_any
 from ._functional import FlatModel, chunked
 from ._randomness import forked_global_rng
 from .language import next_token
@@ -225,6 +226,8 @@ class Potential:
         ``"mse"``, ``"cross_entropy"``, ``"behavioral"`` or ``"callable"``.
     generic : bool
         The gradients go through ``vmap`` (False: the hand-written MLP path of :mod:`llc._mlp`).
+    convolutional : bool
+        The model calls a convolution (``torch.nn.functional.conv*``).
 
     Notes
     -----
@@ -315,6 +318,7 @@ class Potential:
             check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
             if calls_attention(self.forward, self.center, head):
                 self._flat = self._flat.with_attention(True)
+            self.convolutional = calls_any(CONVOLUTIONS, self.forward, self.center, head)
             self.center_losses = self.losses(self.center)
             self.stochastic = not _same_state(before, _global_rng_state(self.device))
         if not torch.isfinite(self.center_losses).all():

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from ._execution import FasterOf
+from ._execution import FasterOf, check_vectorize, default_way
 from ._randomness import ChainRandomness, chain_seeds
 from ._threads import ThreadControl
 from .kernels import Kernel, StepInfo, mala_log_acceptance
@@ -33,6 +33,11 @@ from .potential import Potential
 __all__ = ["CHECK_EVERY", "Chains", "Step", "run", "values"]
 
 CHECK_EVERY = 25  # steps between divergence checks (each check synchronises with the device)
+
+
+def _given_way(vectorize) -> str | None:
+    """The way ``vectorize`` pins (None: chosen from the model or timed)."""
+    return None if not isinstance(vectorize, bool) else ("batched" if vectorize else "sequential")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -85,10 +90,13 @@ class Chains:
         Chains per vectorised call; halved (with a warning) on out-of-memory.
     threads : ThreadControl
         Torch's intra-op threads while the chains are entered as a context (``with chains:``).
-    vectorize : bool or None
-        Evaluate the chains in one vmapped pass (True), one after another (False), or, for a
-        model on the generic path, whichever the first steps time faster (None; see
-        :class:`llc._execution.FasterOf`). Models on the MLP path are always batched.
+    vectorize : bool, "timed" or None
+        Evaluate the chains in one vmapped pass (True), one after another (False), the way the
+        model calls for (None: :func:`llc._execution.default_way`), or whichever the first
+        steps time faster (``"timed"``: :class:`llc._execution.FasterOf`). Models on the MLP
+        path are always batched. One chain after another on the CPU, torch's threads are kept
+        at the caller's count unless ``num_threads`` is given (convolutions round differently
+        with the count).
     diverged_at : list of (int or None)
         Per chain, the step at which it was found diverged (None: healthy).
     diverged_why : list of str
@@ -103,14 +111,16 @@ class Chains:
         vectorize: bool | None = None,
         num_threads: int | None = None,
     ):
-        if vectorize is not None and not isinstance(vectorize, bool):
-            raise TypeError(f"vectorize must be True, False or None, got {vectorize!r}")
+        check_vectorize(vectorize)
         self.potential, self.randomness = potential, randomness
         self.num_chains = randomness.num_chains
         self.chain_batch = chain_batch or self.num_chains
         self.vectorize = vectorize
         self._evaluate = None  # chosen at the first evaluation
-        self.threads = ThreadControl(num_threads, potential.device)
+        # one chain after another, convolutions round differently with the thread count: hold
+        # the caller's count, so that no bit depends on the machine's load
+        way = _given_way(vectorize) or default_way(potential)[0]
+        self.threads = ThreadControl(num_threads, potential.device, follow_load=way == "batched")
         self.diverged_at: list[int | None] = [None] * self.num_chains
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
@@ -139,30 +149,24 @@ class Chains:
         return cls(potential, rand, chain_batch, vectorize, num_threads)
 
     @staticmethod
-    def _way(pot: Potential, vectorize: bool | None):
-        if vectorize is False:
-            return lambda w, batch, chain_batch: pot.sequential_value_and_grad(w, batch)
-        if vectorize or not pot.generic or pot.stochastic:  # dropout: keep its mask order
-            return pot.value_and_grad
-        return FasterOf(
-            pot.value_and_grad,
-            lambda w, batch, chain_batch: pot.sequential_value_and_grad(w, batch),
-            device=pot.device,
-        )
+    def _way(pot: Potential, vectorize):
+        def sequential(w, batch, chain_batch):
+            return pot.sequential_value_and_grad(w, batch)
+
+        timed = vectorize == "timed" and pot.generic and not pot.stochastic  # dropout: one way
+        if timed:
+            return FasterOf(pot.value_and_grad, sequential, device=pot.device)
+        way = _given_way(vectorize) or default_way(pot)[0]
+        return sequential if way == "sequential" else pot.value_and_grad
 
     @property
     def execution(self) -> str:
         """How the chains' gradients were evaluated, for ``config["execution"]``."""
         if isinstance(self._evaluate, FasterOf):
             return self._evaluate.describe()
-        if self.vectorize is not None:
-            way = "batched" if self.vectorize else "sequential"
-            return f"{way}: given (vectorize={self.vectorize})"
-        if not self.potential.generic:
-            return "batched: the MLP path"
-        if self.potential.stochastic:
-            return "batched: the model draws random numbers"
-        return "not evaluated"
+        if _given_way(self.vectorize):
+            return f"{_given_way(self.vectorize)}: given (vectorize={self.vectorize})"
+        return ": ".join(default_way(self.potential))
 
     def close(self) -> None:
         """Stop the noise threads (large models draw their noise on a thread pool)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._execution import check_vectorize
 from .kernels import get_kernel
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings"]
@@ -54,7 +55,7 @@ class LLCSettings:
     max_draws: int | None = None
     precondition: bool = True
     compensate_noise: bool = True
-    vectorize: bool | None = None
+    vectorize: bool | str | None = None
     num_threads: int | None = None
     spread: bool = True
     budget: float | None = None
@@ -63,8 +64,7 @@ class LLCSettings:
         _positive("budget", self.budget)
         if not isinstance(self.spread, bool):
             raise TypeError(f"spread must be True or False, got {self.spread!r}")
-        if self.vectorize is not None and not isinstance(self.vectorize, bool):
-            raise TypeError(f"vectorize must be True, False or None, got {self.vectorize!r}")
+        check_vectorize(self.vectorize)
         _count("num_threads", self.num_threads)
         _count("num_chains", self.num_chains, optional=False)
         for name, low in (("num_draws", 4), ("num_burnin", 0)):

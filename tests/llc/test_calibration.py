@@ -102,6 +102,7 @@ def test_a_cell_is_estimate_llc_with_that_fixed_step(rrr, sampler):
         nbetas=(50.0, 80.4),
         sampler=sampler,
         seed=3,
+        start="center",
         **QUICK,
     )
     assert cal.settings["batched"] == ("one batch" if sampler == "sgld" else "one cell at a time")
@@ -162,14 +163,31 @@ def test_result_shapes_table_frame_and_plot(rrr):
     matplotlib.pyplot.close("all")
 
 
-def test_default_grid_from_the_curvature(rrr):
+@pytest.mark.parametrize(("start", "num", "low", "high"), [("center", 11, 1 / 8, 4),
+                                                           ("warmup", 13, 1 / 4, 16)])  # fmt: skip
+def test_default_grid_from_the_curvature(rrr, start, num, low, high):
     model, data = rrr
-    cal = llc.calibrate(model, data, num_chains=2, num_burnin=20, num_draws=20, progress=False)
+    cal = llc.calibrate(
+        model, data, num_chains=2, num_burnin=20, num_draws=20, start=start, progress=False
+    )
     base = cal.settings["step_base"]
-    assert len(cal.step_sizes) == 11 and base > 0
-    np.testing.assert_allclose(cal.step_sizes[0] / base, 1 / 8)
-    np.testing.assert_allclose(cal.step_sizes[-1] / base, 4)
+    assert len(cal.step_sizes) == num and base > 0 and cal.settings["start"] == start
+    np.testing.assert_allclose(cal.step_sizes[0] / base, low)
+    np.testing.assert_allclose(cal.step_sizes[-1] / base, high)
     assert cal.nbetas == (500 / math.log(500),) and cal.localizations == (0.3,)
+
+
+def test_warm_start_cells_begin_where_the_warm_up_ends():
+    """From w* a small step's burn-in starts at an excess loss near 0 and climbs; from where
+    the estimator's warm-up leaves the chains it starts at about the level of the draws."""
+    model, data, _ = build(next(s for s in SUITE if s.name == "DLN 6-5-4-6 r2"), 2000)
+    kw = {"step_sizes": (2e-6,), "num_chains": 4, "num_burnin": 200, "num_draws": 400,
+          "progress": False, "seed": 0}  # fmt: skip
+    center = llc.calibrate(model, data, start="center", **kw)
+    warm = llc.calibrate(model, data, start="warmup", **kw)
+    level = warm.llc[0, 0, 0]
+    assert center.burnin_traces[0, 0, 0][:, :20].mean() < 0.3 * level
+    assert abs(warm.burnin_traces[0, 0, 0][:, :20].mean() - level) < 0.3 * level
 
 
 def test_same_seed_same_grid_and_inputs_untouched(rrr):
@@ -321,6 +339,7 @@ def test_the_recommended_cell_lands_near_the_exact_finite_n_value(seed):
         ({"batch_size": 0}, ValueError, "batch_size"),
         ({"sampler": "hmc"}, ValueError, "sampler"),
         ({"progress": "yes"}, TypeError, "progress"),
+        ({"start": "w*"}, ValueError, "start"),
         ({"seed": -1}, ValueError, "seed"),
     ],
 )

@@ -1,5 +1,5 @@
-"""How the chains are evaluated: batched or one at a time (chosen by timing), and on how many
-threads (chosen from the free cores)."""
+"""How the chains are evaluated: batched or one at a time (chosen from the model, or timed), and
+on how many threads (chosen from the free cores)."""
 
 from __future__ import annotations
 
@@ -149,12 +149,44 @@ def test_both_ways_sample_the_same_chains(one_thread):
     torch.testing.assert_close(
         torch.as_tensor(b.llc_trace), torch.as_tensor(a.llc_trace), rtol=1e-3, atol=1e-3
     )
-    auto = estimate(model, data)  # its first 8 steps alternate between the ways
-    assert "chosen by timing" in auto.config["execution"]
+    timed = estimate(model, data, vectorize="timed")  # its first 8 steps alternate the ways
+    assert "chosen by timing" in timed.config["execution"]
     torch.testing.assert_close(
-        torch.as_tensor(auto.llc_trace), torch.as_tensor(a.llc_trace), rtol=1e-3, atol=1e-3
+        torch.as_tensor(timed.llc_trace), torch.as_tensor(a.llc_trace), rtol=1e-3, atol=1e-3
     )
     assert (estimate(model, data, vectorize=False).llc_trace == b.llc_trace).all()
+
+
+def test_the_default_way_comes_from_the_model_and_its_bits_not_from_the_load(monkeypatch):
+    """A CNN runs one chain after another on the caller's threads, whatever the load: the
+    default call gives the bits of vectorize=False at that count, even when the load readings
+    say every core is busy."""
+    model, data = cnn_problem()
+    pinned = estimate(model, data, vectorize=False, num_threads=torch.get_num_threads())
+    monkeypatch.setattr("llc._threads._running_others", lambda: 64)
+    monkeypatch.setattr("llc._threads._cpu_times", readings([64.0]))
+    default = estimate(model, data)
+    assert default.config["execution"].startswith("sequential: the model calls a convolution")
+    assert "no load following" in default.config["num_threads"]
+    assert (default.llc_trace == pinned.llc_trace).all()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        functional = Functional()  # F.conv2d in a custom forward is seen too
+    assert estimate(functional, data).config["execution"].startswith("sequential")
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.Linear(16, 10))
+    assert estimate(mlp, data).config["execution"] == "batched: the generic path"
+
+
+class Functional(nn.Module):
+    """A CNN whose forward calls F.conv2d on its own parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(0.3 * torch.randn(4, 1, 3, 3))
+        self.head = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.head(F.relu(F.conv2d(x, self.weight, padding=1)).flatten(1))
 
 
 def test_mlp_path_and_dropout_stay_batched():
@@ -172,6 +204,7 @@ def test_mlp_path_and_dropout_stay_batched():
     ("kwargs", "error", "word"),
     [
         ({"vectorize": "yes"}, TypeError, "vectorize"),
+        ({"vectorize": "Timed"}, TypeError, "vectorize"),
         ({"vectorize": 1}, TypeError, "vectorize"),
         ({"num_threads": 0}, ValueError, "num_threads"),
         ({"num_threads": 1.5}, TypeError, "num_threads"),
