@@ -69,8 +69,10 @@ class Recommendation:
         return self.index is not None
 
     def estimate_kwargs(self) -> dict:
-        """``step_size``, ``localization`` and ``nbeta`` for :func:`llc.estimate_llc` (with
-        ``num_burnin`` given, it then samples exactly as this cell did)."""
+        """``step_size``, ``localization`` and ``nbeta`` for :func:`llc.estimate_llc`. With
+        ``num_burnin`` given it then samples exactly as this cell did when the grid started at
+        w* (``start="center"``); a cell started from warm-up began nearer the posterior's
+        typical set, so on deep networks a call from w* needs a longer burn-in to match it."""
         if not self.found:
             raise ValueError(f"no cell was recommended: {self.reason}")
         return {"step_size": self.step_size, "localization": self.localization,

@@ -58,6 +58,7 @@ def test_safety_net_flags_a_nonfinite_trace():
     class _Pot:
         n, dim = 10, 3
         device = torch.device("cpu")
+        generic = stochastic = convolutional = False  # the MLP path
 
     class _Rand:
         num_chains = 3
