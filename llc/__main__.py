@@ -85,7 +85,11 @@ def _validate(args: argparse.Namespace) -> int:
             if noise
             else "y = teacher(x), at the teacher"
         )
-        print(f"\n{label} suite: n = {args.n}, labels {where}, sampler {args.sampler}")
+        level = args.matmul_precision or "the caller's"
+        print(
+            f"\n{label} suite: n = {args.n}, labels {where}, sampler {args.sampler}, "
+            f"matmul precision {level}"
+        )
         print(HEADER)
         rows = run_suite(
             models,
@@ -96,6 +100,7 @@ def _validate(args: argparse.Namespace) -> int:
             echo=lambda line: print(line, flush=True),
             sampler=args.sampler,
             spread=not args.no_spread,
+            matmul_precision=args.matmul_precision,
         )
         print()
         print(format_table(rows))
@@ -133,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "--large", action="store_true", help="four DLNs of 1e4 to 3e4 parameters instead"
     )
     v.add_argument("--no-spread", action="store_true", help="warm-up without its spreading phase")
+    v.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        default=None,
+        help="torch's float32 matmul precision inside each call (default: left alone)",
+    )
     v.add_argument("--out", default="validate_out", help="folder for the PNG figures")
     v.add_argument("--progress", action="store_true", help="show progress bars")
     v.add_argument(

@@ -259,7 +259,7 @@ def posterior(model, data, kw: dict) -> tuple[Potential, LLCSettings]:
     settings = LLCSettings(**{f.name: a[f.name] for f in fields(LLCSettings)})
     pot = Potential(
         model, data, loss=a["loss"], params=a["params"], divergence=a["divergence"],
-        device=a["device"], dtype=a["dtype"],
+        device=a["device"], dtype=a["dtype"], matmul_precision=a["matmul_precision"],
     )  # fmt: skip
     if a["params"] is None:
         _warn_frozen(model, stacklevel=4)  # the line that called the public function

@@ -253,6 +253,7 @@ def calibrate(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     params=None,
+    matmul_precision: str | None = None,
 ) -> CalibrationResult:
     """Sample a grid of step sizes, localizations and nβ; recommend one cell.
 
@@ -295,6 +296,8 @@ def calibrate(
         Show a tqdm progress bar.
     params : optional
         The parameters to sample (weight-refined LLC), as in :func:`llc.estimate_llc`.
+    matmul_precision : {"highest", "high", "medium"}, optional
+        As in :func:`llc.estimate_llc`.
 
     Returns
     -------
@@ -401,7 +404,8 @@ def calibrate(
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     kernel = get_kernel(sampler)
-    pot = Potential(model, data, loss=loss, params=params, device=device, dtype=dtype)
+    pot = Potential(model, data, loss=loss, params=params, device=device, dtype=dtype,
+                    matmul_precision=matmul_precision)  # fmt: skip
     default_nbeta = pot.n / math.log(pot.n) if pot.n > 1 else 1.0
     nbs = nbs or (default_nbeta,)
     batch = batch_size or min(pot.n, DEFAULT_BATCH)

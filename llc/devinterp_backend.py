@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ._data import take
 from ._functional import model_output
+from ._precision import describe_precision
 from ._randomness import chain_seeds
 from .diagnostics import ess, mcse, rhat
 from .kernels import get_kernel
@@ -271,6 +272,7 @@ def estimate_devinterp(
     dtype=None,
     observables=(),
     divergence: str = "mse",
+    matmul_precision: str | None = None,
 ) -> LLCResult:
     """The LLC from devinterp's ``SGMCMC`` optimizer, one chain after another.
 
@@ -348,8 +350,9 @@ def estimate_devinterp(
     _check(s, observables)
     _sgmcmc()  # fail early, before any work, when devinterp is missing
     pot = Potential(
-        model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype
-    )
+        model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype,
+        matmul_precision=matmul_precision,
+    )  # fmt: skip
     nbeta = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
     gamma = DEFAULT_LOCALIZATION if s.localization is None else s.localization
     batch = min(s.batch_size or DEFAULT_BATCH, pot.n)
@@ -458,4 +461,5 @@ def _config(s: LLCSettings, pot: Potential, step, kappa, batch, nbeta) -> dict:
         "params": list(pot.names),
         "device": str(pot.device),
         "dtype": str(pot.dtype),
+        "matmul_precision": describe_precision(pot.matmul_precision),
     }

@@ -17,6 +17,8 @@ from ._budget import TIMED_BLOCK, WORK, Limits
 from ._budget import limits as budget_limits
 from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
+from ._precision import check_precision, describe_precision
+from ._precision import matmul_precision as precision_context
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
 from .kernels import Kernel, get_kernel
@@ -183,6 +185,7 @@ def estimate_llc(
     num_threads: int | None = None,
     spread: bool = True,
     budget: float | None = None,
+    matmul_precision: str | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -290,6 +293,16 @@ def estimate_llc(
         A faster device then runs more steps, so the result depends on its speed as well as
         on the seed; ``config["num_burnin"]`` and the result's step counts say what ran.
         Default: the work cap, which depends on the seed alone.
+    matmul_precision : {"highest", "high", "medium"}, optional
+        torch's float32 matmul precision (:func:`torch.set_float32_matmul_precision`) during
+        the call's evaluations, restored after each: strict fp32, TF32 on CUDA (where the
+        hardware has it), or bf16 products with fp32 accumulation (CUDA, and CPUs with bf16
+        matrix units). Default: the caller's setting, untouched. Parameters, losses, their
+        differences and the update stay in ``dtype``. Precision matters most in the control
+        variate ``L_B(w) − L_B(w*)``: two nearly equal numbers, each with a relative rounding
+        error of about 2⁻⁸ per bf16 product (2⁻¹¹ for TF32), so that the draws' λ̂ carries
+        ``nβ`` times the part of that error that does not cancel between w and w*.
+        ``config["matmul_precision"]`` records it.
 
     Returns
     -------
@@ -355,18 +368,22 @@ def estimate_llc(
     )  # fmt: skip
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_precision(matmul_precision)
     if backend == "devinterp":
         from .devinterp_backend import estimate_devinterp
 
-        result = estimate_devinterp(
-            model, data, s, loss=loss, params=params, device=device, dtype=dtype,
-            observables=observables, divergence=divergence,
-        )  # fmt: skip
+        with precision_context(matmul_precision):  # devinterp's own steps too
+            result = estimate_devinterp(
+                model, data, s, loss=loss, params=params, device=device, dtype=dtype,
+                observables=observables, divergence=divergence,
+                matmul_precision=matmul_precision,
+            )  # fmt: skip
         emit(result)
         return result
     pot = Potential(
-        model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype
-    )
+        model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype,
+        matmul_precision=matmul_precision,
+    )  # fmt: skip
     if params is None:
         _warn_frozen(model)
     return _estimate(pot, s, tuple(observables))[0]
@@ -497,4 +514,5 @@ def _provenance(chains, kernel, s: LLCSettings, warm: WarmupResult, restarts: in
         "params": list(pot.names),
         "device": str(pot.device),
         "dtype": str(pot.dtype),
+        "matmul_precision": describe_precision(pot.matmul_precision),
     }

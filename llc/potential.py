@@ -43,6 +43,8 @@ from ._data import (
 )
 from ._execution import CONVOLUTIONS, calls_any
 from ._functional import FlatModel, chunked
+from ._precision import check_precision, precise
+from ._precision import matmul_precision as precision_context
 from ._randomness import forked_global_rng
 from .language import next_token
 
@@ -209,6 +211,9 @@ class Potential:
         ``KL(softmax f_{w*}(x) ‖ softmax f_w(x))``.
     device, dtype : optional
         Where and in what precision to evaluate (default: the model's).
+    matmul_precision : {"highest", "high", "medium"}, optional
+        torch's float32 matmul precision during every evaluation of this potential, the
+        caller's restored after each (:mod:`llc._precision`); None leaves it alone.
 
     Attributes
     ----------
@@ -262,9 +267,12 @@ class Potential:
         divergence: str = "mse",
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        matmul_precision: str | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_precision(matmul_precision)
+        self.matmul_precision = matmul_precision
         first = next(iter(model.parameters()), None)
         if first is None:
             raise ValueError("model has no parameters")
@@ -298,7 +306,11 @@ class Potential:
         )
         self.inputs = x
         self.stochastic = True  # until the first passes show the model leaves the RNG alone
-        with torch.no_grad(), self.isolated_rng(0):  # seeded: dropout must not read global state
+        with (
+            torch.no_grad(),
+            self.isolated_rng(0),  # seeded: dropout must not read global state
+            precision_context(self.matmul_precision),
+        ):
             before = _global_rng_state(self.device)
             head = narrow(x, 0, 8)
             per_sample = isinstance(loss, str)  # the named losses take outputs (n, ...)
@@ -375,11 +387,13 @@ class Potential:
         return self.isolated_rng(seed) if self.stochastic else nullcontext()
 
     # -- evaluations --------------------------------------------------------------------------
+    @precise
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``f_w(x)`` at one flat parameter vector ``w`` of shape (D,)."""
         return self._flat.forward(w, x)
 
     @torch.no_grad()
+    @precise
     def losses(self, w: torch.Tensor, chunk: int = REFERENCE_CHUNK) -> torch.Tensor:
         """Per-sample losses ``ℓ_i(w)`` at one parameter vector over all n samples, shape (n,)."""
         return self._flat.losses_at(w, self.inputs, self.targets, self.loss_fn, chunk)
@@ -392,6 +406,7 @@ class Potential:
         """``L_B(w*)`` for each chain's minibatch indices ``idx`` (chain, batch), shape (chain,)."""
         return self.center_losses[idx].mean(dim=1)
 
+    @precise
     def value_and_grad(
         self,
         w: torch.Tensor,
@@ -405,6 +420,7 @@ class Potential:
         grads, losses = chunked(self._value_and_grad, (w, *batch), chain_batch or w.shape[0])
         return losses.detach(), grads.detach()
 
+    @precise
     def sequential_value_and_grad(
         self, w: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -413,6 +429,7 @@ class Potential:
         grads, losses = self._sequential(w, *batch)
         return losses.detach(), grads.detach()
 
+    @precise
     def hvp(
         self,
         w: torch.Tensor,
@@ -424,6 +441,7 @@ class Potential:
         return chunked(self._hvp, (w, v, *batch), chain_batch or w.shape[0]).detach()
 
     @torch.no_grad()
+    @precise
     def per_sample_losses(
         self, w: torch.Tensor, inputs, targets: torch.Tensor, chunk: int = 4096
     ) -> torch.Tensor:
@@ -436,6 +454,7 @@ class Potential:
         return torch.cat(parts, dim=1)
 
     @torch.no_grad()
+    @precise
     def per_token_losses(
         self, w: torch.Tensor, inputs, targets: torch.Tensor, chunk: int = 1024
     ) -> torch.Tensor:

@@ -37,7 +37,7 @@ __all__ = ["LLCTracker", "LogSchedule", "track_checkpoints"]
 
 DRAW_FRACTION = 10  # a tracked estimate draws at most 1/10 of a cold call's default cap
 MIN_TRACK_DRAWS = 200
-_POTENTIAL_KEYS = ("params", "divergence", "device", "dtype")
+_POTENTIAL_KEYS = ("params", "divergence", "device", "dtype", "matmul_precision")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,130 @@
+"""matmul_precision: set around every evaluation of the call, the caller's level restored."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import llc
+from llc._precision import matmul_precision
+from llc.validate import SUITE, build
+
+
+@pytest.fixture
+def caller_level():
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")  # a caller's own choice, not the default
+    yield "high"
+    torch.set_float32_matmul_precision(before)
+
+
+def recording_loss(seen: list):
+    def loss(outputs, targets):
+        seen.append(torch.get_float32_matmul_precision())
+        return 0.5 * ((outputs - targets) ** 2).sum(-1)
+
+    return loss
+
+
+def small_problem():
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(64, 3, generator=gen)
+    return model, (x, torch.randn(64, 2, generator=gen))
+
+
+FAST = {"num_chains": 2, "num_burnin": 20, "num_draws": 20, "step_size": 1e-3,
+        "progress": False}  # fmt: skip
+
+
+@pytest.mark.parametrize("level", ["highest", "medium"])
+def test_the_level_holds_in_every_evaluation_and_the_callers_comes_back(caller_level, level):
+    model, data = small_problem()
+    seen: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", llc.LLCWarning)
+        res = llc.estimate_llc(model, data, loss=recording_loss(seen), matmul_precision=level,
+                               **FAST)  # fmt: skip
+    assert seen and set(seen) == {level}
+    assert torch.get_float32_matmul_precision() == caller_level
+    assert res.config["matmul_precision"] == f"{level}: given"
+
+
+def test_default_leaves_the_callers_level(caller_level):
+    model, data = small_problem()
+    seen: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", llc.LLCWarning)
+        res = llc.estimate_llc(model, data, loss=recording_loss(seen), **FAST)
+    assert set(seen) == {caller_level}
+    assert res.config["matmul_precision"] == "high: the caller's"
+
+
+def test_tracker_and_calibrate_pass_it_to_the_potential(caller_level):
+    model, data = small_problem()
+    seen: list = []
+    kw = {k: v for k, v in FAST.items() if k != "progress"}
+    tracker = llc.LLCTracker(
+        data, every=1, loss=recording_loss(seen), matmul_precision="medium", progress=False, **kw
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", llc.LLCWarning)
+        tracker.step(model, 0)
+        llc.calibrate(model, data, loss=recording_loss(seen), step_sizes=(1e-3,), num_chains=2,
+                      num_burnin=10, num_draws=10, start="center", matmul_precision="medium",
+                      progress=False)  # fmt: skip
+    assert seen and set(seen) == {"medium"}
+    assert torch.get_float32_matmul_precision() == caller_level
+
+
+def test_two_threads_with_levels_never_run_at_each_others():
+    """The lock: a thread's evaluation sees its own level while another thread sets one."""
+    seen = {"medium": set(), "highest": set()}
+    start = threading.Barrier(2)
+
+    def work(level):
+        start.wait()
+        for _ in range(200):
+            with matmul_precision(level):
+                seen[level].add(torch.get_float32_matmul_precision())
+
+    threads = [threading.Thread(target=work, args=(lv,)) for lv in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"medium": {"medium"}, "highest": {"highest"}}
+
+
+@pytest.mark.parametrize("bad", ["low", "HIGH", 1, True])
+def test_bad_level_names_the_argument(bad):
+    model, data = small_problem()
+    with pytest.raises(ValueError, match="matmul_precision"):
+        llc.estimate_llc(model, data, matmul_precision=bad, **FAST)
+    with pytest.raises(ValueError, match="matmul_precision"):
+        llc.Potential(model, data, matmul_precision=bad)
+
+
+def _bf16_matmuls() -> bool:
+    """Whether this CPU runs float32 matmuls in bf16 at "medium" (bf16 matrix units)."""
+    a = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    exact = a @ a
+    with matmul_precision("medium"):
+        return not torch.equal(a @ a, exact)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _bf16_matmuls(), reason="this CPU computes 'medium' matmuls in fp32")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bf16_matmuls_move_the_estimate_by_less_than_its_monte_carlo_error(seed):
+    """DLN 6-5-4-6 (n = 10 000): the default call at "medium" against "highest", same seed."""
+    model, data, _ = build(next(s for s in SUITE if s.name == "DLN 6-5-4-6 r2"), 10_000)
+    strict = llc.estimate_llc(model, data, seed=seed, progress=False, matmul_precision="highest")
+    bf16 = llc.estimate_llc(model, data, seed=seed, progress=False, matmul_precision="medium")
+    assert abs(bf16.mean - strict.mean) <= 3 * (strict.mcse**2 + bf16.mcse**2) ** 0.5
