@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 import llc
-from llc._precision import matmul_precision
 from llc.validate import SuiteModel, build
 
 LEVELS = ("highest", "high", "medium")
@@ -56,14 +55,17 @@ class Custom(nn.Module):
 
 def matmul_rates(size: int = 1024, reps: int = 10) -> dict:
     a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
-    rates = {}
-    for level in LEVELS:
-        with matmul_precision(level):
+    rates, before = {}, torch.get_float32_matmul_precision()
+    try:
+        for level in LEVELS:
+            torch.set_float32_matmul_precision(level)
             a @ a
             t0 = time.perf_counter()
             for _ in range(reps):
                 a @ a
             rates[level] = 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.set_float32_matmul_precision(before)
     return rates
 
 

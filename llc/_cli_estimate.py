@@ -43,6 +43,11 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", type=float, help="seconds for warm-up and draws (budget=)")
     p.add_argument("--no-spread", action="store_true", help="warm-up without its spreading phase")
     p.add_argument("--sampler", default="sgld", help="sgld (default), rmsprop_sgld or sgnht")
+    p.add_argument(
+        "--matmul-precision", choices=["highest", "high", "medium"],
+        help="torch's float32 matmul precision inside the call (default: left alone)",
+    )  # fmt: skip
+    p.add_argument("--num-threads", type=positive_int, help="torch threads while sampling")
     p.add_argument("--plot", default="llc_trace.png", help="trace figure (default llc_trace.png)")
     p.add_argument("--progress", action="store_true", help="show progress bars")
 
@@ -118,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         nbeta=args.nbeta, localization=args.localization, max_draws=args.max_draws,
         num_draws=args.num_draws, num_burnin=args.num_burnin,
         sampler=args.sampler, progress=args.progress, budget=args.budget,
-        spread=not args.no_spread,
+        spread=not args.no_spread, matmul_precision=args.matmul_precision,
+        num_threads=args.num_threads,
     )  # fmt: skip
     print(result.summary())
     fig = result.plot()

@@ -30,7 +30,7 @@ __all__ = [
 
 # the functional forms that nn.Conv*d and nn.ConvTranspose*d call
 CONVOLUTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
-                F.conv_transpose3d)  # fmt: skip
+                F.conv_transpose3d, torch.convolution)  # fmt: skip
 
 TRIALS = 3  # timed calls of each way, after one untimed call each
 MARGIN = 1.2  # the loop must be this much faster to be chosen (keeps borderline models batched)

@@ -16,7 +16,10 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["PRECISIONS", "check_precision", "describe_precision", "matmul_precision", "precise"]
+__all__ = [
+    "PRECISIONS", "caller_precision", "check_precision", "describe_precision",
+    "matmul_precision", "precise",
+]  # fmt: skip
 
 PRECISIONS = ("highest", "high", "medium")
 _LOCK = threading.RLock()
@@ -28,26 +31,60 @@ def check_precision(level) -> None:
         raise ValueError(f"matmul_precision must be None or one of {PRECISIONS}, got {level!r}")
 
 
+# what torch's setter writes into its per-backend settings (torch ≥ 2.9), per level
+_PER_BACKEND = {"highest": {"cuda": "ieee", "mkldnn": "ieee"},
+                "high": {"cuda": "tf32", "mkldnn": "tf32"},
+                "medium": {"cuda": "tf32", "mkldnn": "bf16"}}  # fmt: skip
+
+
+def _matmul_backends() -> dict:
+    """torch's per-backend matmul settings (``fp32_precision``), by name, where it has them."""
+    found = {name: getattr(getattr(torch.backends, name, None), "matmul", None)
+             for name in ("cuda", "mkldnn")}  # fmt: skip
+    return {name: m for name, m in found.items() if hasattr(m, "fp32_precision")}
+
+
+def caller_precision() -> str:
+    """The level in force, in words (torch's getter refuses once the per-backend settings
+    were used, so those are listed then)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        backends = _matmul_backends().items()
+        return ", ".join(f"{name} matmul {m.fp32_precision}" for name, m in backends)
+
+
 def describe_precision(level: str | None) -> str:
     """For ``config["matmul_precision"]``."""
-    if level is not None:
-        return f"{level}: given"
-    return f"{torch.get_float32_matmul_precision()}: the caller's"
+    return f"{level}: given" if level is not None else f"{caller_precision()}: the caller's"
 
 
 @contextmanager
 def matmul_precision(level: str | None) -> Iterator[None]:
-    """torch's float32 matmul precision at ``level`` inside (None: left alone)."""
+    """torch's float32 matmul precision at ``level`` inside (None: left alone). On exit every
+    setting is as before, the per-backend ones included (torch's setter writes them)."""
     if level is None:
         yield
         return
     with _LOCK:
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(level)
+        backends = _matmul_backends()
+        saved = {name: m.fp32_precision for name, m in backends.items()}
+        try:
+            before = torch.get_float32_matmul_precision()
+        except RuntimeError:  # the caller uses the per-backend settings: set only those
+            before = None
+        if before is None:
+            for name, m in backends.items():
+                m.fp32_precision = _PER_BACKEND[level][name]
+        else:
+            torch.set_float32_matmul_precision(level)
         try:
             yield
         finally:
-            torch.set_float32_matmul_precision(before)
+            if before is not None:
+                torch.set_float32_matmul_precision(before)
+            for name, m in backends.items():
+                m.fp32_precision = saved[name]
 
 
 def precise(method: Callable) -> Callable:

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["ChainRandomness", "chain_seeds", "forked_global_rng"]
+__all__ = [
+    "ChainRandomness", "chain_seeds", "forked_global_rng", "global_rng_state", "same_rng_state",
+]  # fmt: skip
 
 # torch's global generators are process state: a fork saved by one thread and restored after
 # another thread's fork would leave that thread's seeded state behind, so forks take turns
@@ -28,6 +30,16 @@ def forked_global_rng(devices: Sequence = ()) -> Iterator[None]:
     one thread at a time: concurrent forks in several threads never mix their states."""
     with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=list(devices)):
         yield
+
+
+def global_rng_state(device: torch.device) -> list[torch.Tensor]:
+    """The states of torch's global generators that a model on ``device`` may draw from."""
+    cuda = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
+    return [torch.get_rng_state(), *cuda]
+
+
+def same_rng_state(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 PARALLEL_NOISE = 1 << 18  # normal draws per block above which chains draw in parallel

@@ -26,6 +26,7 @@ from ._calibration_rule import RULE, choose, preferred_slice
 from ._calibration_start import STARTS, start_seed, warmed_up
 from ._curvature import top_curvature
 from ._data import LossFn
+from ._precision import describe_precision
 from ._randomness import chain_seeds
 from .kernels import get_kernel
 from .potential import Potential
@@ -35,7 +36,7 @@ from .warmup import initial_step_size
 
 __all__ = ["CalibrationResult", "calibrate"]
 
-STEP_MULTIPLES = tuple(2.0 ** (k / 2) for k in range(-6, 5))  # default grid: ε₀/8 … 4ε₀
+STEP_MULTIPLES = tuple(2.0 ** (k / 2) for k in range(-6, 5))  # from w*: ε₀/8 … 4ε₀
 WARM_MULTIPLES = tuple(2.0 ** (k / 2) for k in range(-4, 9))  # from warm-up: ε₀/4 … 16ε₀
 DEFAULT_BURNIN, DEFAULT_DRAWS = 4000, 4000
 
@@ -115,8 +116,9 @@ class CalibrationResult:
     settings : dict
         ``n``, ``d``, ``num_chains``, ``num_burnin``, ``num_draws``, ``batch_size``,
         ``sampler``, ``seed``, ``loss``, ``batched`` (how the grid was sampled) and
-        ``step_base`` (ε₀ of the default step grid, None when ``step_sizes`` was given) and
-        ``default_slice`` (``(i, j)`` of the preferred nβ and γ).
+        ``step_base`` (ε₀ of the default step grid, None when ``step_sizes`` was given),
+        ``default_slice`` (``(i, j)`` of the preferred nβ and γ), ``start`` and
+        ``matmul_precision``.
     """
 
     step_sizes: tuple[float, ...]
@@ -380,9 +382,11 @@ def calibrate(
     networks). The cells below the edge may not reach a plateau within the budget: then no
     cell is recommended, and the reason says to rerun the steps just below the edge with more
     burn-in and draws. From warm-up, the smallest steps keep the chains near where warm-up
-    left them (its own step's slightly higher level) and λ̂ falls a few percent towards the
-    largest stable steps; the rule's choice of the largest usable step is the one that has
-    relaxed most.
+    left them and λ̂ moves a few percent, up or down, towards the largest stable steps; the
+    rule's choice of the largest usable step is the one that has relaxed most. The plateau
+    test compares neighbouring steps only, so with budgets far below the defaults (the 1000 +
+    1000 steps of ``notebooks/13_llc_training.ipynb``: +18 % over 11 steps, ESS 9–35) a slow
+    drift across the grid passes it; ``summary()`` shows it.
 
     References
     ----------
@@ -438,6 +442,7 @@ def calibrate(
         "step_base": base,
         "default_slice": default,
         "start": start,
+        "matmul_precision": describe_precision(matmul_precision),
     }  # fmt: skip
     cell_index = list(itertools.product(*map(range, shape)))
     return CalibrationResult(

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from ._advice import emit
-from ._budget import TIMED_BLOCK, WORK, Limits
+from ._budget import TIMED_BLOCK, Limits
 from ._budget import limits as budget_limits
 from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
-from ._precision import check_precision, describe_precision
+from ._precision import check_precision
 from ._precision import matmul_precision as precision_context
+from ._provenance import provenance
 from .adaptation import draws
 from .diagnostics import ess, mcse, rhat
 from .kernels import Kernel, get_kernel
@@ -181,7 +182,7 @@ def estimate_llc(
     compensate_noise: bool = True,
     observables: Sequence = (),
     backend: str = "llc",
-    vectorize: bool | None = None,
+    vectorize: bool | str | None = None,
     num_threads: int | None = None,
     spread: bool = True,
     budget: float | None = None,
@@ -471,48 +472,6 @@ def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict) -> L
         num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,
         scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
         mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
-        config={**_provenance(chains, kernel, s, warm, restarts), **carried},
+        config={**provenance(chains, kernel, s, warm, restarts), **carried},
         observables=extra, mala_trace=acc,
     )  # fmt: skip
-
-
-def _provenance(chains, kernel, s: LLCSettings, warm: WarmupResult, restarts: int) -> dict:
-    """Every setting of the call and how each default was chosen."""
-    pot = chains.potential
-    adapted = f"adapted in warm-up ({kernel.step_rule})"
-    return {
-        "n": pot.n,
-        "d": pot.dim,
-        "seed": s.seed if isinstance(s.seed, int) else "generator",
-        "step_size": "given" if s.step_size is not None else adapted,
-        "step_size_history": warm.step_sizes,
-        "budget": f"{s.budget:g} s" if s.budget is not None else f"work cap {WORK:.0e}",
-        "num_burnin": "given" if s.num_burnin is not None else "until stationary",
-        "warmup_converged": warm.converged,
-        "warmup_restarts": warm.restarts + sum(e.restarts for e in warm.earlier),
-        "spreading_steps": warm.earlier[1].num_steps if warm.earlier else 0,
-        "draw_restarts": restarts,
-        "minibatch_heating": warm.minibatch_heating,
-        "noise_compensation": ("measured in warm-up" if s.compensate_noise else "off")
-        if kernel.compensates_noise
-        else f"not used by {kernel.name}",
-        "num_draws": "given"
-        if s.num_draws is not None
-        else f"until MCSE ≤ {draws.REL_MCSE:.0%} of λ̂ (max_draws cap)",
-        "localization": "given"
-        if s.localization is not None
-        else f"default {DEFAULT_LOCALIZATION}",
-        "nbeta": "given" if s.nbeta is not None else "n / log n",
-        "loss": pot.loss_name,
-        "divergence": pot.divergence,
-        "chain_batch": chains.chain_batch,
-        "execution": chains.execution,
-        "num_threads": chains.threads.describe(),
-        "metric": "diagonal, learned in warm-up"
-        if getattr(warm.params, "metric", None) is not None
-        else "identity",
-        "params": list(pot.names),
-        "device": str(pot.device),
-        "dtype": str(pot.dtype),
-        "matmul_precision": describe_precision(pot.matmul_precision),
-    }

@@ -45,7 +45,7 @@ from ._execution import CONVOLUTIONS, calls_any
 from ._functional import FlatModel, chunked
 from ._precision import check_precision, precise
 from ._precision import matmul_precision as precision_context
-from ._randomness import forked_global_rng
+from ._randomness import forked_global_rng, global_rng_state, same_rng_state
 from .language import next_token
 
 __all__ = ["ExcessLoss", "Potential", "selected_parameters"]
@@ -175,15 +175,6 @@ def _check_token_range(model: nn.Module, inputs) -> None:
         )
 
 
-def _global_rng_state(device: torch.device) -> list[torch.Tensor]:
-    cuda = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
-    return [torch.get_rng_state(), *cuda]
-
-
-def _same_state(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a, b))
-
-
 class Potential:
     """``L_B(w)`` and its derivatives for stacked chains, built once from model, data and loss.
 
@@ -311,7 +302,7 @@ class Potential:
             self.isolated_rng(0),  # seeded: dropout must not read global state
             precision_context(self.matmul_precision),
         ):
-            before = _global_rng_state(self.device)
+            before = global_rng_state(self.device)
             head = narrow(x, 0, 8)
             per_sample = isinstance(loss, str)  # the named losses take outputs (n, ...)
             out = probe_forward(
@@ -330,9 +321,10 @@ class Potential:
             check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
             if calls_attention(self.forward, self.center, head):
                 self._flat = self._flat.with_attention(True)
-            self.convolutional = calls_any(CONVOLUTIONS, self.forward, self.center, head)
             self.center_losses = self.losses(self.center)
-            self.stochastic = not _same_state(before, _global_rng_state(self.device))
+            # after ℓ_i(w*): a dropout model's masks there stay those of earlier versions
+            self.convolutional = calls_any(CONVOLUTIONS, self.forward, self.center, head)
+            self.stochastic = not same_rng_state(before, global_rng_state(self.device))
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")
         plan = self._flat.mlp_plan()

@@ -108,7 +108,7 @@ class Chains:
         potential: Potential,
         randomness,
         chain_batch: int | None = None,
-        vectorize: bool | None = None,
+        vectorize: bool | str | None = None,
         num_threads: int | None = None,
     ):
         check_vectorize(vectorize)
@@ -119,7 +119,8 @@ class Chains:
         self._evaluate = None  # chosen at the first evaluation
         # one chain after another, convolutions round differently with the thread count: hold
         # the caller's count, so that no bit depends on the machine's load
-        way = _given_way(vectorize) or default_way(potential)[0]
+        way = _given_way(vectorize) or ("batched" if vectorize == "timed" else None)
+        way = way or default_way(potential)[0]  # "timed": follow the load, as before
         self.threads = ThreadControl(num_threads, potential.device, follow_load=way == "batched")
         self.diverged_at: list[int | None] = [None] * self.num_chains
         self.diverged_why = [""] * self.num_chains
@@ -134,7 +135,7 @@ class Chains:
         seed: int | torch.Generator = 0,
         batch_size: int = 512,
         chain_batch: int | None = None,
-        vectorize: bool | None = None,
+        vectorize: bool | str | None = None,
         num_threads: int | None = None,
     ) -> Chains:
         """Chains with one generator per chain from ``seed`` (as :func:`llc.estimate_llc`)."""

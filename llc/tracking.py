@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ._budget import default_max_draws
 from ._carry import Carry
+from ._precision import check_precision
 from .adaptation.step_size import SETTLED
 from .estimator import _estimate
 from .potential import Potential
@@ -117,6 +118,7 @@ class _Engine:
         self.pot_kwargs = {k: kwargs.pop(k) for k in _POTENTIAL_KEYS if k in kwargs}
         self.observables = tuple(kwargs.pop("observables", ()))
         LLCSettings(**kwargs)  # unknown names raise TypeError, bad values ValueError now
+        check_precision(self.pot_kwargs.get("matmul_precision"))
         self.kwargs, self.warm_start, self.eval_mode, self.keep = (
             kwargs,
             warm_start,

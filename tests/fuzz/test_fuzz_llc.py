@@ -314,8 +314,7 @@ def test_loaders_dropout_and_buffers(
     x, y = torch.randn(n, 2, generator=gen), torch.randn(n, 1, generator=gen)
     ds = _Pairs(x, y) if plain else torch.utils.data.TensorDataset(x, y)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=shuffle, drop_last=drop_last)
-    # the way pinned: left to the timed choice (issue 20), a loaded machine can pick the batched
-    # pass for one call and the per-chain loop for the other, which differ in float rounding
+    # the way pinned, so that the comparison does not depend on how the default is chosen
     kw = dict(FIXED, num_chains=2, dtype=dtype, vectorize=True)
     with no_hang(SECONDS), warnings.catch_warnings():
         warnings.simplefilter("ignore")

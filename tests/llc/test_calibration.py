@@ -132,7 +132,8 @@ def test_a_cell_is_estimate_llc_with_that_fixed_step(rrr, sampler):
 
 def test_a_far_too_large_step_is_flagged_and_not_recommended(rrr):
     model, data = rrr
-    cal = llc.calibrate(model, data, step_sizes=(5e-4, 1e-3, 2e-1), **QUICK)
+    # from w*: at this tiny budget the warm-up start's λ̂ jumps between the two small steps
+    cal = llc.calibrate(model, data, step_sizes=(5e-4, 1e-3, 2e-1), start="center", **QUICK)
     assert cal.status[0, 0, 2] in ("diverged", "low acceptance")
     assert cal.divergences[0, 0, 2] > 0 or cal.mala[0, 0, 2] < 0.5
     assert cal.recommended.index != (0, 0, 2)
@@ -269,6 +270,22 @@ def test_unconverged_cells_are_skipped_below_the_edge():
     arrays = _slice([9.0, 9.1, 9.2], r_hat=(1, 1.2), sd=(2, 2.5))
     got = classify(*(arrays[m] for m in ("llc", "sd", "mala", "r_hat", "drift", "divergences")))
     assert list(got) == ["no plateau", "not converged", "excursions"]
+
+
+def test_from_warm_up_r_hat_is_not_part_of_the_rule_but_the_trend_is():
+    """use_rhat=False (chains started from warm-up): a high R-hat no longer holds a cell back,
+    a trend still does; choose() passes the flag on."""
+    names = ("llc", "sd", "mala", "r_hat", "drift", "divergences")
+    arrays = _slice([9.0, 9.3, 9.6, 9.8], r_hat=(1, 1.4), drift=(3, 4.0))
+    arrays["r_hat"][:] = 1.3
+    with_rhat = classify(*(arrays[m] for m in names))
+    assert list(with_rhat) == ["not converged"] * 4
+    without = classify(*(arrays[m] for m in names), use_rhat=False)
+    assert list(without) == ["no plateau", "ok", "ok", "not converged"]
+    grid = {m: v[None, None] for m, v in arrays.items()}
+    steps, one = (1e-5, 2e-5, 4e-5, 8e-5), (1.0,)
+    assert choose(grid, steps, (0.3,), one, 1.0, 0.3)[0] is None
+    assert choose(grid, steps, (0.3,), one, 1.0, 0.3, use_rhat=False)[0] == (0, 0, 2)
 
 
 def test_a_single_converged_step_is_no_plateau_and_not_recommended():

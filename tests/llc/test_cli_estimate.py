@@ -96,3 +96,16 @@ def test_spread_and_budget_options_reach_the_library(saved, capsys, one_thread):
     assert math.isclose(_printed_llc(capsys.readouterr().out), expected, rel_tol=1e-3, abs_tol=1e-3)
     assert main([*argv, "--budget", "1e-3", "--plot", str(plot)]) == 0  # one window a phase
     assert "λ̂ =" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::llc.LLCWarning")
+def test_precision_and_threads_options_reach_the_library(saved, capsys, one_thread):
+    model, data, d = saved
+    plot = d / "trace.png"
+    argv = ["estimate", str(d / "model.pt"), str(d / "data.pt"), "--num-draws", "100"]
+    extra = ["--matmul-precision", "medium", "--num-threads", "1", "--plot", str(plot)]
+    assert main([*argv, *extra]) == 0
+    expected = llc.estimate_llc(
+        model, data, progress=False, num_draws=100, matmul_precision="medium", num_threads=1
+    ).mean
+    assert math.isclose(_printed_llc(capsys.readouterr().out), expected, rel_tol=1e-3, abs_tol=1e-3)

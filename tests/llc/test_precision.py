@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 import warnings
 
 import pytest
@@ -83,7 +85,11 @@ def test_tracker_and_calibrate_pass_it_to_the_potential(caller_level):
 
 
 def test_two_threads_with_levels_never_run_at_each_others():
-    """The lock: a thread's evaluation sees its own level while another thread sets one."""
+    """The lock: a thread's evaluation sees its own level while another thread sets one. The
+    threads switch every microsecond and yield inside the context, so that without the lock
+    they would interleave."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
     seen = {"medium": set(), "highest": set()}
     start = threading.Barrier(2)
 
@@ -91,14 +97,43 @@ def test_two_threads_with_levels_never_run_at_each_others():
         start.wait()
         for _ in range(200):
             with matmul_precision(level):
+                time.sleep(0)
                 seen[level].add(torch.get_float32_matmul_precision())
 
-    threads = [threading.Thread(target=work, args=(lv,)) for lv in seen]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        threads = [threading.Thread(target=work, args=(lv,)) for lv in seen]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
     assert seen == {"medium": {"medium"}, "highest": {"highest"}}
+
+
+def test_every_setting_comes_back_also_for_a_caller_of_the_per_backend_api():
+    """torch's setter also writes the per-backend settings (torch >= 2.9), and its getter
+    refuses once a caller has used them: both are handled, and everything is restored."""
+    backends = [getattr(torch.backends, n).matmul for n in ("cuda", "mkldnn")]
+    if not all(hasattr(b, "fp32_precision") for b in backends):
+        pytest.skip("torch < 2.9 has no per-backend precision settings")
+    saved = [b.fp32_precision for b in backends]
+    try:
+        for caller in ("none", "tf32"):
+            backends[0].fp32_precision = caller  # a caller who asked for TF32 on CUDA
+            state = [b.fp32_precision for b in backends]
+            model, data = small_problem()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", llc.LLCWarning)
+                res = llc.estimate_llc(model, data, **FAST)  # reads the caller's level
+                llc.estimate_llc(model, data, matmul_precision="medium", **FAST)
+            assert [b.fp32_precision for b in backends] == state
+            assert "the caller's" in res.config["matmul_precision"]
+        backends[0].fp32_precision = "none"
+        assert torch.get_float32_matmul_precision() == "highest"  # the legacy level untouched
+    finally:
+        for b, value in zip(backends, saved):
+            b.fp32_precision = value
 
 
 @pytest.mark.parametrize("bad", ["low", "HIGH", 1, True])
