@@ -37,14 +37,14 @@ def start_seed(seed: int | torch.Generator):
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2))
 
 
-def warmed_up(pot: Potential, s: LLCSettings, nbeta: float) -> torch.Tensor:
+def warmed_up(pot: Potential, s: LLCSettings) -> torch.Tensor:
     """The positions, shape ``(chain, d)``, at which :func:`llc.estimate_llc`'s adaptive
-    warm-up with settings ``s`` (no fixed step or burn-in) leaves its chains; a chain that
-    diverged there starts at w*."""
+    warm-up with settings ``s`` (nβ given; no fixed step or burn-in) leaves its chains; a
+    chain that diverged there starts at w*."""
     kernel = get_kernel(s.sampler)
     chains = Chains.from_seed(pot, s.num_chains, seed=s.seed, batch_size=s.batch_size)
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
-        params = _kernel_params(kernel, s, nbeta, pot.center)
+        params = _kernel_params(kernel, s, s.nbeta, pot.center)
         state = kernel.init(
             pot.center.expand(chains.num_chains, -1).clone(), chains.randomness.noise(), params
         )

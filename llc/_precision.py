@@ -92,6 +92,8 @@ def precise(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.matmul_precision is None:  # the sampler's hot path: no context to enter
+            return method(self, *args, **kwargs)
         with matmul_precision(self.matmul_precision):
             return method(self, *args, **kwargs)
 

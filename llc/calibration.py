@@ -420,7 +420,7 @@ def calibrate(
         s = LLCSettings(nbeta=nbs[i], localization=locs[j], num_chains=num_chains,
                         batch_size=batch, sampler=kernel.name, seed=start_seed(seed),
                         progress=progress)  # fmt: skip
-        begin = warmed_up(pot, s, nbs[i])
+        begin = warmed_up(pot, s)
     grid = GridSampler(pot, kernel, seeds, num_chains, batch, num_burnin, num_draws, begin)
     with grid.chains(1) as probe, pot.model_rng(probe.randomness.aux.initial_seed()):
         # (a model with dropout draws from the global RNG: forked, and seeded from `seed`)

@@ -40,6 +40,14 @@ def _given_way(vectorize) -> str | None:
     return None if not isinstance(vectorize, bool) else ("batched" if vectorize else "sequential")
 
 
+def _planned_way(pot: Potential, vectorize) -> str:
+    """``"batched"``, ``"sequential"`` or ``"timed"`` (a model on the generic path that draws
+    no random numbers: with dropout the masks must keep their order)."""
+    if vectorize == "timed" and pot.generic and not pot.stochastic:
+        return "timed"
+    return _given_way(vectorize) or default_way(pot)[0]
+
+
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return (
@@ -116,12 +124,12 @@ class Chains:
         self.num_chains = randomness.num_chains
         self.chain_batch = chain_batch or self.num_chains
         self.vectorize = vectorize
-        self._evaluate = None  # chosen at the first evaluation
+        self._evaluate = None  # built at the first evaluation
+        self._planned = _planned_way(potential, vectorize)
         # one chain after another, convolutions round differently with the thread count: hold
         # the caller's count, so that no bit depends on the machine's load
-        way = _given_way(vectorize) or ("batched" if vectorize == "timed" else None)
-        way = way or default_way(potential)[0]  # "timed": follow the load, as before
-        self.threads = ThreadControl(num_threads, potential.device, follow_load=way == "batched")
+        follow = self._planned != "sequential"
+        self.threads = ThreadControl(num_threads, potential.device, follow_load=follow)
         self.diverged_at: list[int | None] = [None] * self.num_chains
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
@@ -149,22 +157,23 @@ class Chains:
         )  # fmt: skip
         return cls(potential, rand, chain_batch, vectorize, num_threads)
 
-    @staticmethod
-    def _way(pot: Potential, vectorize):
+    def _way(self):
+        pot = self.potential
+
         def sequential(w, batch, chain_batch):
             return pot.sequential_value_and_grad(w, batch)
 
-        timed = vectorize == "timed" and pot.generic and not pot.stochastic  # dropout: one way
-        if timed:
+        if self._planned == "timed":
             return FasterOf(pot.value_and_grad, sequential, device=pot.device)
-        way = _given_way(vectorize) or default_way(pot)[0]
-        return sequential if way == "sequential" else pot.value_and_grad
+        return sequential if self._planned == "sequential" else pot.value_and_grad
 
     @property
     def execution(self) -> str:
         """How the chains' gradients were evaluated, for ``config["execution"]``."""
         if isinstance(self._evaluate, FasterOf):
             return self._evaluate.describe()
+        if self._planned == "timed":
+            return "timed: not evaluated yet"
         if _given_way(self.vectorize):
             return f"{_given_way(self.vectorize)}: given (vectorize={self.vectorize})"
         return ": ".join(default_way(self.potential))
@@ -199,7 +208,7 @@ class Chains:
         """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx``."""
         self.threads.tick()
         if self._evaluate is None:
-            self._evaluate = self._way(self.potential, self.vectorize)
+            self._evaluate = self._way()
         batch = self.potential.minibatch(idx)
         return self._retry_oom(self._evaluate, position, batch)
 
