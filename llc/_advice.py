@@ -11,6 +11,7 @@ from .diagnostics import drift
 MAX_RHAT = 1.05
 MAX_DRIFT = 4.0  # standard errors; a stationary trace exceeds it with probability 6e-5
 MIN_MALA = 0.5
+OVER_BUDGET = 1.5  # sampling time over budget= that is reported
 
 
 class LLCWarning(RuntimeWarning):
@@ -48,6 +49,14 @@ def advice(r) -> list[str]:
             "warm-up stopped at its cap without passing its stationarity tests; λ̂ may be "
             "biased (low for large networks). Pass a time budget (budget=, in seconds) or a "
             "larger one, or raise num_burnin, and check the trace (result.plot())."
+        )
+    over = r.config.get("sampling_seconds", 0.0) / r.config.get("budget_seconds", np.inf)
+    if over > OVER_BUDGET:
+        out.append(
+            f"sampling took {r.config['sampling_seconds']:.0f} s against budget="
+            f"{r.config['budget_seconds']:g}: every warm-up phase runs at least one 100-step "
+            "window and the draws at least 100 steps, longer than the budget at this speed. "
+            "Raise budget, or lower num_chains or batch_size."
         )
     if np.asarray(r.diverged).any():
         out.append(

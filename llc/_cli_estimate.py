@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
         help="torch's float32 matmul precision inside the call (default: left alone)",
     )  # fmt: skip
     p.add_argument("--num-threads", type=positive_int, help="torch threads while sampling")
+    p.add_argument(
+        "--max-memory", help="budget for the chains evaluated at once, e.g. 2GiB (max_memory=)"
+    )
     p.add_argument("--plot", default="llc_trace.png", help="trace figure (default llc_trace.png)")
     p.add_argument("--progress", action="store_true", help="show progress bars")
 
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         num_draws=args.num_draws, num_burnin=args.num_burnin,
         sampler=args.sampler, progress=args.progress, budget=args.budget,
         spread=not args.no_spread, matmul_precision=args.matmul_precision,
-        num_threads=args.num_threads,
+        num_threads=args.num_threads, max_memory=args.max_memory,
     )  # fmt: skip
     print(result.summary())
     fig = result.plot()

@@ -22,6 +22,7 @@ def provenance(chains, kernel, s: LLCSettings, warm, restarts: int) -> dict:
         "step_size": "given" if s.step_size is not None else adapted,
         "step_size_history": warm.step_sizes,
         "budget": f"{s.budget:g} s" if s.budget is not None else f"work cap {WORK:.0e}",
+        **({"budget_seconds": float(s.budget)} if s.budget is not None else {}),
         "num_burnin": "given" if s.num_burnin is not None else "until stationary",
         "warmup_converged": warm.converged,
         "warmup_restarts": warm.restarts + sum(e.restarts for e in warm.earlier),

@@ -104,7 +104,8 @@ class ChainRandomness:
         self._noise_flip = 0
         self._pool: ThreadPoolExecutor | None = None
 
-    def _block(self) -> int:
+    def block_steps(self) -> int:
+        """Steps of noise and indices each generator draws at once."""
         # independent of the number of chains, so a chain's stream depends on its seed alone
         per_step = self.dim + self.batch_size
         return int(max(1, min(64, (1 << 20) // per_step)))
@@ -114,7 +115,7 @@ class ChainRandomness:
         if self.batch_size >= self.n:
             return torch.arange(self.n, device=self.device).expand(self.num_chains, -1)
         if not self._idx_buf:
-            k = self._block()
+            k = self.block_steps()
             blocks = [
                 torch.randint(self.n, (k, self.batch_size), generator=g, device=self.device)
                 for g in self.generators
@@ -133,7 +134,7 @@ class ChainRandomness:
         return self._noise_buf.pop()
 
     def _fill(self) -> torch.Tensor:
-        d, dev, dt, k = self.dim, self.device, self.dtype, self._block()
+        d, dev, dt, k = self.dim, self.device, self.dtype, self.block_steps()
         # two buffers in turn: refilling one never touches the other, which holds the last draw
         # ξ_t that the Leimkuhler–Matthews step still needs (a fresh 16 MB tensor per step cost
         # measurable page faults on wide models)

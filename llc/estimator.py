@@ -17,6 +17,7 @@ from ._budget import TIMED_BLOCK, Limits
 from ._budget import limits as budget_limits
 from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
+from ._memory import PeakMemory, check_max_memory, format_bytes, plan_chain_batch
 from ._precision import check_precision
 from ._precision import matmul_precision as precision_context
 from ._provenance import provenance
@@ -37,6 +38,7 @@ MAX_DRAW_RESTARTS = 3  # warm-ups repeated at half the step after chains diverge
 FALLBACK_STEP = 1e-4  # initial step when warm-up sets it from the curvature anyway
 CARRIED_WINDOWS = 4  # least warm-up windows for chains carried over from an earlier estimate
 FIRST_WINDOWS = 10  # SGLD windows before the spreading phase: metric, step and noise scale
+FIRST_TIMED_BLOCK = 100  # draws before the first look at the clock, with a time budget
 
 
 def _kernel_params(kernel: Kernel, s: LLCSettings, nbeta: float, center: torch.Tensor):
@@ -59,12 +61,15 @@ def _draw(chains, kernel, warm: WarmupResult, s, limits, retry, observables, pla
     timed = limits.draw_until is not None and plan.adaptive
     # the bar's total is the draws planned so far; it grows when the rule asks for more
     bar = progress_bar(plan.next, "draws", s.progress)
+    rate = None  # steps per second of the last timed block
     while plan.next:
-        block = min(plan.next, TIMED_BLOCK) if timed else plan.next
+        block = _block(plan.next, timed, rate, limits.draw_until)
+        began = time.perf_counter()
         state, accs = run(
             chains, kernel, warm.params, state, block, obs,
             stop_on_divergence=retry, accs=accs, bar=bar,
         )  # fmt: skip
+        rate = block / max(time.perf_counter() - began, 1e-9)
         llc = values(chains, obs[:1], accs[:1], first)["llc"]
         plan = draws.update(plan, llc[:, plan.total :])
         bar.total = plan.total + plan.next
@@ -73,6 +78,17 @@ def _draw(chains, kernel, warm: WarmupResult, s, limits, retry, observables, pla
             break
     bar.close()
     return state, values(chains, obs, accs, first)
+
+
+def _block(planned: int, timed: bool, rate: float | None, until: float | None) -> int:
+    """Draws in the next block: all planned, or with a time budget at most what fits in the
+    time left at the last block's rate (the first block is short: the rate is not known yet)."""
+    if not timed:
+        return planned
+    if rate is None:
+        return min(planned, FIRST_TIMED_BLOCK)
+    fits = int(rate * (until - time.perf_counter()))
+    return min(planned, TIMED_BLOCK, max(FIRST_TIMED_BLOCK, fits))
 
 
 def _warm_params(params, start: Carry | None):
@@ -143,7 +159,10 @@ def _warm_up(
             kw.update(carried=True, min_windows=CARRIED_WINDOWS)
         return warmup(chains, kernel, params, state, num_steps=s.num_burnin,
                       max_windows=limits.max_windows, deadline=until, **kw)  # fmt: skip
-    first = warmup(chains, kernel, params, state, max_windows=FIRST_WINDOWS, **kw)
+    first = warmup(
+        chains, kernel, params, state, max_windows=FIRST_WINDOWS, deadline=limits.spread_until,
+        **kw,
+    )  # fmt: skip
     moved = spread(
         chains, first, max_windows=limits.max_windows, compensate=s.compensate_noise,
         deadline=limits.spread_until, progress=s.progress,
@@ -153,7 +172,9 @@ def _warm_up(
         chains, kernel, first.params, start, max_windows=limits.max_windows, probe_start=False,
         deadline=limits.warm_until, **kw,
     )  # fmt: skip
-    return replace(last, earlier=(first, moved))
+    # the earlier phases' states are spent: keep their records, not their (chain, D) tensors
+    spent = tuple(replace(e, state=None) for e in (first, moved))
+    return replace(last, earlier=spent)
 
 
 def estimate_llc(
@@ -187,6 +208,7 @@ def estimate_llc(
     spread: bool = True,
     budget: float | None = None,
     matmul_precision: str | None = None,
+    max_memory: int | str | None = None,
 ) -> LLCResult:
     """Estimate the local learning coefficient of ``model`` at its current weights w*.
 
@@ -304,6 +326,14 @@ def estimate_llc(
         error of about 2⁻⁸ per bf16 product (2⁻¹¹ for TF32), so that the draws' λ̂ carries
         ``nβ`` times the part of that error that does not cancel between w and w*.
         ``config["matmul_precision"]`` records it.
+    max_memory : int or str, optional
+        A budget in bytes, or a size such as ``"2GiB"``, for the chains evaluated at once: the
+        largest ``chain_batch`` whose gradient and Hessian-vector product (forward and backward
+        of that many chains on a minibatch) create at most this much, measured before sampling
+        at one and at two chains; too small for one chain raises. What the chains hold between
+        evaluations (positions, the kernel's state, noise buffers: tens of ``(chain, D)``
+        tensors) is not chunked and comes on top; ``peak_memory`` in the result is the whole.
+        Not with ``chain_batch``.
 
     Returns
     -------
@@ -365,7 +395,7 @@ def estimate_llc(
     s = LLCSettings(
         nbeta, step_size, localization, num_chains, num_draws, num_burnin, batch_size, sampler,
         seed, progress, chain_batch, scheme, max_draws, precondition, compensate_noise,
-        vectorize, num_threads, spread, budget,
+        vectorize, num_threads, spread, budget, max_memory,
     )  # fmt: skip
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -418,11 +448,25 @@ def _estimate(
     )  # fmt: skip
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
-        warm, drawn, restarts, last, record = _sample(chains, kernel, s, nb, observables, start)
+        memory = _plan_memory(chains, s)
+        began = time.perf_counter()
+        with PeakMemory(pot.device) as meter:
+            warm, drawn, restarts, last, record = _sample(chains, kernel, s, nb, observables, start)
+        record["sampling_seconds"] = time.perf_counter() - began
         carry = hand_over(chains, warm.params, drawn["llc"], last.position) if hand else None
-    result = _result(chains, kernel, s, nb, warm, drawn, restarts, record)
+    record["memory"] = {"peak": format_bytes(meter.peak), "measure": meter.measure, **memory}
+    result = _result(chains, kernel, s, nb, warm, drawn, restarts, record, meter.peak)
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
     return result, carry
+
+
+def _plan_memory(chains: Chains, s: LLCSettings) -> dict:
+    """Set ``chain_batch`` under ``max_memory`` (if given); how it was chosen, for the config."""
+    if s.max_memory is None:
+        return {}
+    plan = plan_chain_batch(chains, check_max_memory(s.max_memory))
+    chains.chain_batch = plan.chain_batch
+    return plan.describe()
 
 
 def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:
@@ -450,7 +494,7 @@ def _flag_nonfinite(chains: Chains, llc_trace: np.ndarray) -> None:
             chains.diverged_why[c] = "non-finite draw"
 
 
-def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict) -> LLCResult:
+def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict, peak=None):
     pot, params = chains.potential, warm.params
     llc_trace, acc = drawn["llc"], drawn["mala_acceptance"]
     _flag_nonfinite(chains, llc_trace)
@@ -473,5 +517,5 @@ def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict) -> L
         scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
         mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
         config={**provenance(chains, kernel, s, warm, restarts), **carried},
-        observables=extra, mala_trace=acc,
+        observables=extra, mala_trace=acc, peak_memory=peak,
     )  # fmt: skip

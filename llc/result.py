@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._advice import advice
+from ._memory import format_bytes
 
 __all__ = ["LLCResult"]
 
@@ -56,6 +57,10 @@ class LLCResult:
         kept draws.
     mala_trace : ndarray, shape (chain, draw), or None
         The MALA acceptance probability of each paired step (NaN between pairs).
+    peak_memory : int or None
+        Bytes the run added at its peak over what was in use when it began (warm-up and draws;
+        CUDA: torch's allocator; CPU: the C allocator's bytes in use). ``config["memory"]``
+        says what was read and, with ``max_memory``, how ``chain_batch`` was chosen.
     """
 
     mean: float
@@ -82,6 +87,7 @@ class LLCResult:
     config: dict = field(default_factory=dict)
     observables: dict = field(default_factory=dict)
     mala_trace: np.ndarray | None = None
+    peak_memory: int | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -108,6 +114,8 @@ class LLCResult:
             f"MALA acceptance {_mean_or_na(self.mala_acceptance)}, "
             f"L_n(w*) = {self.init_loss:.4g}",
         ]
+        if self.peak_memory is not None:
+            lines.append(f"  peak memory of the chains {format_bytes(self.peak_memory)}")
         if self.diverged.any():
             lines.append(f"  diverged chains: {np.flatnonzero(self.diverged).tolist()}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -172,6 +180,7 @@ class LLCResult:
             ess=self.ess, nbeta=self.nbeta, step_size=self.step_size,
             localization=self.localization, sampler=self.sampler, scheme=self.scheme,
             diverged_chains=np.flatnonzero(self.diverged).tolist(),
+            **({"peak_memory": self.peak_memory} if self.peak_memory is not None else {}),
         )  # fmt: skip
         return tree
 

@@ -157,15 +157,14 @@ class Chains:
         )  # fmt: skip
         return cls(potential, rand, chain_batch, vectorize, num_threads)
 
+    def _sequential(self, w, batch, chain_batch):
+        return self.potential.sequential_value_and_grad(w, batch)
+
     def _way(self):
         pot = self.potential
-
-        def sequential(w, batch, chain_batch):
-            return pot.sequential_value_and_grad(w, batch)
-
         if self._planned == "timed":
-            return FasterOf(pot.value_and_grad, sequential, device=pot.device)
-        return sequential if self._planned == "sequential" else pot.value_and_grad
+            return FasterOf(pot.value_and_grad, self._sequential, device=pot.device)
+        return self._sequential if self._planned == "sequential" else pot.value_and_grad
 
     @property
     def execution(self) -> str:
@@ -203,6 +202,13 @@ class Chains:
                     RuntimeWarning,
                     stacklevel=4,
                 )
+
+    def evaluate(self, position, batch, chain_batch: int):
+        """``(L_B, ∇L_B)`` on ``batch``, ``chain_batch`` at a time, one after another where
+        the run is planned so (timed: batched, the way that holds more at once)."""
+        sequential = self._planned == "sequential"
+        fn = self._sequential if sequential else self.potential.value_and_grad
+        return fn(position, batch, chain_batch=chain_batch)
 
     def value_and_grad(self, position, idx):
         """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx``."""

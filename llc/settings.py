@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ._execution import check_vectorize
+from ._memory import check_max_memory
 from .kernels import get_kernel
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings"]
@@ -59,9 +60,15 @@ class LLCSettings:
     num_threads: int | None = None
     spread: bool = True
     budget: float | None = None
+    max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
         _positive("budget", self.budget)
+        check_max_memory(self.max_memory)
+        if self.max_memory is not None and self.chain_batch is not None:
+            raise ValueError(
+                "give chain_batch or max_memory, not both (max_memory chooses chain_batch)"
+            )
         if not isinstance(self.spread, bool):
             raise TypeError(f"spread must be True or False, got {self.spread!r}")
         check_vectorize(self.vectorize)

@@ -103,7 +103,8 @@ def test_precision_and_threads_options_reach_the_library(saved, capsys, one_thre
     model, data, d = saved
     plot = d / "trace.png"
     argv = ["estimate", str(d / "model.pt"), str(d / "data.pt"), "--num-draws", "100"]
-    extra = ["--matmul-precision", "medium", "--num-threads", "1", "--plot", str(plot)]
+    extra = ["--matmul-precision", "medium", "--num-threads", "1", "--plot", str(plot),
+             "--max-memory", "1GiB"]  # fmt: skip
     assert main([*argv, *extra]) == 0
     expected = llc.estimate_llc(
         model, data, progress=False, num_draws=100, matmul_precision="medium", num_threads=1

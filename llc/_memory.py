@@ -1,0 +1,237 @@
+"""Memory: the peak a sampling run reaches, and the chain batch that keeps it under a budget.
+
+Two measures. :class:`PeakMemory` watches the device's memory in use while the chains run
+(CUDA: torch's allocator; CPU: the C allocator's bytes in use, or the resident set where that
+is not available) and reports the peak growth. :class:`LiveBytes` counts the tensors that torch
+operations create, exactly and on any device, and plans ``chain_batch`` from one evaluation at
+one and at two chains.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from ._randomness import forked_global_rng
+
+__all__ = [
+    "LiveBytes", "MemoryPlan", "PeakMemory", "check_max_memory", "format_bytes", "plan_chain_batch",
+]  # fmt: skip
+
+POLL_SECONDS = 0.002  # between two readings of the memory in use
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def check_max_memory(value: object) -> int | None:
+    """``max_memory`` in bytes: an int, or a string such as ``"2GiB"`` or ``"512 MB"``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError(
+                f"max_memory must be bytes or a size such as '2GiB' or '512MB', got {value!r}"
+            )
+        value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"max_memory must be bytes or a string, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"max_memory must be > 0 and finite, got {value}")
+    return int(value)
+
+
+def format_bytes(n: float | None) -> str:
+    if n is None:
+        return "not measured"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        .split()
+    ]  # fmt: skip
+
+
+def _cpu_reader():
+    """``(read, name)``: bytes in use now. glibc's ``mallinfo2`` counts what torch's CPU
+    allocator holds whether or not freed pages stay resident; else the resident set size."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+        fn.restype = _MallInfo2
+
+        def in_use() -> int:
+            info = fn()
+            return info.uordblks + info.hblkhd
+
+        in_use()
+        return in_use, "C allocator bytes in use (mallinfo2)"
+    except (AttributeError, OSError):
+        pass
+    if os.path.exists("/proc/self/statm"):
+        page = os.sysconf("SC_PAGE_SIZE")
+
+        def resident() -> int:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * page
+
+        return resident, "resident set size"
+    return None, "not available on this platform"
+
+
+class PeakMemory:
+    """Context: the peak growth of memory in use on ``device`` while it is entered.
+
+    A thread reads the memory in use every ``POLL_SECONDS``; on CUDA the allocator's own peak
+    counter makes it exact whenever the block's peak exceeds the device's earlier peak (the
+    counter is never reset: it is the caller's). The measure is process-wide: allocations of
+    other threads in the meantime count too.
+
+    Attributes
+    ----------
+    peak : int or None
+        Bytes above the level at entry (None where nothing can be read).
+    measure : str
+        What was read.
+    """
+
+    def __init__(self, device: torch.device, interval: float = POLL_SECONDS):
+        self.device, self.interval = torch.device(device), interval
+        if self.device.type == "cuda":
+            self._read = lambda: torch.cuda.memory_allocated(self.device)
+            self.measure = "torch's CUDA allocator"
+        else:
+            self._read, self.measure = _cpu_reader()
+        self.peak: int | None = None
+        self._stop = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._high = max(self._high, self._read())
+
+    def __enter__(self) -> PeakMemory:
+        if self._read is None:
+            return self
+        if self.device.type == "cuda":
+            self._counter = torch.cuda.max_memory_allocated(self.device)
+        self._base = self._high = self._read()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="llc-memory")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._read is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        high = max(self._high, self._read())
+        if self.device.type == "cuda":
+            counter = torch.cuda.max_memory_allocated(self.device)
+            if counter > self._counter:  # this block set a new peak: the counter has it exactly
+                high = max(high, counter)
+        self.peak = max(0, high - self._base)
+
+
+class LiveBytes(TorchDispatchMode):
+    """Context: the peak bytes of tensor storage created by torch operations inside it, on any
+    device (each storage counted from its creation until it is freed)."""
+
+    def __init__(self):
+        super().__init__()
+        self._live: dict[tuple[str, int], int] = {}
+        self.current = self.peak = 0
+
+    def _free(self, key) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = (str(storage.device), storage.data_ptr())
+            if key[1] and key not in self._live:
+                self._live[key] = storage.nbytes()
+                self.current += storage.nbytes()
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(storage, self._free, key)
+        return out
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How ``chain_batch`` was chosen under ``max_memory``.
+
+    An evaluation of ``k`` chains at once (the gradient, or a Hessian-vector product, whichever
+    needs more) creates at most ``fixed + per_chain · k`` bytes, measured with
+    :class:`LiveBytes` at one and at two chains.
+    """
+
+    max_memory: int
+    chain_batch: int
+    fixed: int
+    per_chain: int
+
+    @property
+    def planned(self) -> int:
+        """Bytes one evaluation of ``chain_batch`` chains creates."""
+        return self.fixed + self.per_chain * self.chain_batch
+
+    def describe(self) -> dict:
+        return {
+            "max_memory": format_bytes(self.max_memory),
+            "evaluation": f"{format_bytes(self.planned)} for {self.chain_batch} chains at once "
+            f"({format_bytes(self.fixed)} + {format_bytes(self.per_chain)} per chain)",
+        }
+
+
+def evaluation_peak(chains, k: int) -> int:
+    """Peak bytes created by one gradient, and by one Hessian-vector product, of ``k`` chains
+    at w* on one minibatch, evaluated the way the run evaluates them (the larger of the two)."""
+    pot, rand = chains.potential, chains.randomness
+    w = pot.center.expand(k, -1).clone()
+    idx = (torch.arange(rand.batch_size, device=pot.device) % pot.n).expand(k, -1)
+    batch = pot.minibatch(idx)
+    peaks = []
+    for evaluate in (
+        lambda: chains.evaluate(w, batch, k),
+        lambda: pot.hvp(w, torch.ones_like(w), batch, chain_batch=k),
+    ):
+        with LiveBytes() as live:
+            evaluate()
+        peaks.append(live.peak)
+    return max(peaks)
+
+
+def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
+    """The most chains evaluated at once (``chain_batch``) whose evaluation creates at most
+    ``max_memory`` bytes."""
+    c, pot = chains.num_chains, chains.potential
+    cuda = [pot.device] if pot.device.type == "cuda" else []
+    # a model with dropout draws masks from the global RNG: the run's stream stays as it was
+    with forked_global_rng(cuda):
+        one = evaluation_peak(chains, 1)
+        per_chain = max(0, evaluation_peak(chains, 2) - one) if c > 1 else one
+    fixed = max(0, one - per_chain)
+    fits = c if per_chain == 0 else min(c, (max_memory - fixed) // per_chain)
+    if fits < 1:
+        raise ValueError(
+            f"max_memory={format_bytes(max_memory)} is below what one chain's evaluation needs "
+            f"({format_bytes(one)}); raise max_memory, or lower batch_size"
+        )
+    return MemoryPlan(max_memory, int(fits), fixed, per_chain)
