@@ -43,6 +43,7 @@ def provenance(chains, kernel, s: LLCSettings, warm, restarts: int) -> dict:
         "divergence": pot.divergence,
         "chain_batch": chains.chain_batch,
         "execution": chains.execution,
+        "processes": chains.shards.describe() if chains.shards else "1",
         "num_threads": chains.threads.describe(),
         "metric": "diagonal, learned in warm-up"
         if getattr(warm.params, "metric", None) is not None

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from ._distributed import current_shards, split_evaluation
 from ._execution import FasterOf, check_vectorize, default_way
 from ._randomness import ChainRandomness, chain_seeds
 from ._threads import ThreadControl
@@ -105,6 +106,9 @@ class Chains:
         path are always batched. One chain after another on the CPU, torch's threads are kept
         at the caller's count unless ``num_threads`` is given (convolutions round differently
         with the count).
+    shards : llc._distributed.Shards or None
+        Under an initialized torch.distributed process group of two or more ranks, the block
+        of chains this rank evaluates (:mod:`llc._distributed`); None in one process.
     diverged_at : list of (int or None)
         Per chain, the step at which it was found diverged (None: healthy).
     diverged_why : list of str
@@ -130,6 +134,7 @@ class Chains:
         # the caller's count, so that no bit depends on the machine's load
         follow = self._planned != "sequential"
         self.threads = ThreadControl(num_threads, potential.device, follow_load=follow)
+        self.shards = current_shards()  # this rank's chains, under torch.distributed
         self.diverged_at: list[int | None] = [None] * self.num_chains
         self.diverged_why = [""] * self.num_chains
         self.steps_done = 0
@@ -211,15 +216,25 @@ class Chains:
         return fn(position, batch, chain_batch=chain_batch)
 
     def value_and_grad(self, position, idx):
-        """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx``."""
+        """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx`` (with a process
+        group, this rank evaluates its block of chains and gathers the rest)."""
         self.threads.tick()
         if self._evaluate is None:
             self._evaluate = self._way()
-        batch = self.potential.minibatch(idx)
-        return self._retry_oom(self._evaluate, position, batch)
+        pot = self.potential
+
+        def local(w, i):
+            return self._retry_oom(self._evaluate, w, pot.minibatch(i))
+
+        return split_evaluation(self.shards, local, position, idx)
 
     def hvp(self, position, vecs, idx):
-        return self._retry_oom(self.potential.hvp, position, vecs, self.potential.minibatch(idx))
+        pot = self.potential
+
+        def local(w, v, i):
+            return self._retry_oom(pot.hvp, w, v, pot.minibatch(i))
+
+        return split_evaluation(self.shards, local, position, vecs, idx)
 
     def alive(self) -> torch.Tensor:
         return torch.tensor([d is None for d in self.diverged_at], device=self.potential.device)

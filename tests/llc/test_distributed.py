@@ -1,0 +1,77 @@
+"""Chains split across two processes (torch.distributed, gloo): every rank returns the result
+of one process with the same seed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llc._distributed import Shards, split_evaluation
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def _launch(kind: str, world: int, tmp: Path) -> list[dict]:
+    outs = [tmp / f"{kind}-{world}-{r}.npz" for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                str(r),
+                str(world),
+                str(tmp / f"rdv-{kind}"),
+                str(outs[r]),
+                kind,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in range(world)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    for p, err in zip(procs, errors):
+        assert p.returncode == 0, err[-3000:]
+    return [dict(np.load(o)) for o in outs]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+@pytest.mark.parametrize("kind", ["mlp", "generic"])
+def test_two_processes_give_every_rank_the_result_of_one(kind, tmp_path):
+    # adaptive warm-up (step, metric, noise compensation, spreading) and adaptive draws: each
+    # rank evaluates half the chains, every rank adapts from the gathered values. A chain's
+    # arithmetic does not depend on which chains are evaluated beside it (as with chain_batch),
+    # so the draws are the same bits as in one process: measured so on both paths
+    one = _launch(kind, 1, tmp_path)[0]
+    ranks = _launch(kind, 2, tmp_path)
+    assert str(ranks[0]["processes"]).startswith("rank 0 of 2")
+    assert str(one["processes"]) == "1"
+    for r in ranks:
+        for key in ("llc_trace", "warmup_llc", "mean", "step_size", "num_burnin"):
+            assert np.array_equal(r[key], one[key]), key
+
+
+def test_blocks_cover_the_chains_once_and_the_gather_keeps_rank_order():
+    # the split itself, without a process group: rank r's block, gathered by hand
+    for num, world in ((8, 2), (7, 3), (2, 4), (1, 2)):
+        blocks = [Shards(r, world).block(num) for r in range(world)]
+        covered = [c for lo, hi in blocks for c in range(lo, hi)]
+        assert covered == list(range(num)), (num, world, blocks)
+
+    class Local(Shards):  # the gather of every rank's block, in one process
+        def gather(self, local, num):
+            parts = [fn_all[r] for r in range(self.world)]
+            return torch.cat(parts)[:num]
+
+    position = torch.arange(14.0).reshape(7, 2)
+    fn_all = {}
+    for r in range(3):
+        lo, hi = Shards(r, 3).block(7)
+        fn_all[r] = position[lo:hi] * 2
+    out = split_evaluation(Local(0, 3), lambda w: w * 2, position)
+    assert torch.equal(out, position * 2)
+    assert split_evaluation(None, lambda w: w + 1, position).equal(position + 1)
