@@ -1,10 +1,10 @@
 """Memory: the peak a sampling run reaches, and the chain batch that keeps it under a budget.
 
-Two measures. :class:`PeakMemory` watches the device's memory in use while the chains run
-(CUDA: torch's allocator; CPU: the C allocator's bytes in use, or the resident set where that
-is not available) and reports the peak growth. :class:`LiveBytes` counts the tensors that torch
-operations create, exactly and on any device, and plans ``chain_batch`` from one evaluation at
-one and at two chains.
+Both read the device's memory in use (CUDA: torch's allocator; CPU: the C allocator's bytes in
+use, or the resident set where that is not available). :class:`PeakMemory` reads it every
+``POLL_SECONDS`` while the chains run and reports the peak growth; :func:`peak_of` reads it as
+often as it can around one evaluation, and :func:`plan_chain_batch` plans ``chain_batch`` from
+evaluations at one and at two chains.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ import math
 import os
 import re
 import threading
-import weakref
+import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from ._randomness import forked_global_rng
 
 __all__ = [
-    "LiveBytes", "MemoryPlan", "PeakMemory", "check_max_memory", "format_bytes", "plan_chain_batch",
+    "MemoryPlan", "PeakMemory", "check_max_memory", "evaluation_peak", "format_bytes", "peak_of",
+    "plan_chain_batch",
 ]  # fmt: skip
 
 POLL_SECONDS = 0.002  # between two readings of the memory in use
@@ -111,11 +110,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device, interval: float = POLL_SECONDS):
         self.device, self.interval = torch.device(device), interval
-        if self.device.type == "cuda":
-            self._read = lambda: torch.cuda.memory_allocated(self.device)
-            self.measure = "torch's CUDA allocator"
-        else:
-            self._read, self.measure = _cpu_reader()
+        self._read, self.measure = _reader(self.device)
         self.peak: int | None = None
         self._stop = threading.Event()
 
@@ -146,31 +141,44 @@ class PeakMemory:
         self.peak = max(0, high - self._base)
 
 
-class LiveBytes(TorchDispatchMode):
-    """Context: the peak bytes of tensor storage created by torch operations inside it, on any
-    device (each storage counted from its creation until it is freed)."""
+def _reader(device: torch.device):
+    """``(read, name)``: bytes in use on ``device`` now."""
+    if device.type == "cuda":
+        return (lambda: torch.cuda.memory_allocated(device)), "torch's CUDA allocator"
+    return _cpu_reader()
 
-    def __init__(self):
-        super().__init__()
-        self._live: dict[tuple[str, int], int] = {}
-        self.current = self.peak = 0
 
-    def _free(self, key) -> None:
-        self.current -= self._live.pop(key, 0)
+def peak_of(fn, device: torch.device, min_seconds: float = 0.2, min_calls: int = 5) -> int:
+    """Peak growth of the memory in use on ``device`` while ``fn()`` runs, read by a thread as
+    often as it can, after a first call. ``fn`` is called again until ``min_calls`` calls and
+    ``min_seconds`` have passed: a reading waits for the GIL (up to 5 ms while the caller runs
+    Python), so a peak briefer than that is caught only over many calls."""
+    read, _ = _reader(torch.device(device))
+    if read is None:
+        raise RuntimeError("memory in use cannot be read on this platform")
+    fn()  # buffers that libraries allocate at a first call and keep are not the evaluation's
+    base = high = read()
+    started, done = threading.Event(), threading.Event()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key = (str(storage.device), storage.data_ptr())
-            if key[1] and key not in self._live:
-                self._live[key] = storage.nbytes()
-                self.current += storage.nbytes()
-                self.peak = max(self.peak, self.current)
-                weakref.finalize(storage, self._free, key)
-        return out
+    def poll():
+        nonlocal high
+        started.set()
+        while not done.is_set():
+            high = max(high, read())
+            time.sleep(0)  # let the evaluating thread take the GIL
+
+    thread = threading.Thread(target=poll, daemon=True, name="llc-memory-probe")
+    thread.start()
+    started.wait()
+    try:
+        calls, until = 0, time.perf_counter() + min_seconds
+        while calls < min_calls or time.perf_counter() < until:
+            fn()
+            calls += 1
+    finally:
+        done.set()
+        thread.join()
+    return max(0, max(high, read()) - base)
 
 
 @dataclass(frozen=True)
@@ -178,25 +186,21 @@ class MemoryPlan:
     """How ``chain_batch`` was chosen under ``max_memory``.
 
     An evaluation of ``k`` chains at once (the gradient, or a Hessian-vector product, whichever
-    needs more) creates at most ``fixed + per_chain · k`` bytes, measured with
-    :class:`LiveBytes` at one and at two chains.
+    needs more) creates about ``fixed + per_chain · k`` bytes (:func:`peak_of` at one and two
+    chains); ``planned`` is what it created at ``chain_batch``.
     """
 
     max_memory: int
     chain_batch: int
     fixed: int
     per_chain: int
-
-    @property
-    def planned(self) -> int:
-        """Bytes one evaluation of ``chain_batch`` chains creates."""
-        return self.fixed + self.per_chain * self.chain_batch
+    planned: int  # measured at chain_batch
 
     def describe(self) -> dict:
         return {
             "max_memory": format_bytes(self.max_memory),
             "evaluation": f"{format_bytes(self.planned)} for {self.chain_batch} chains at once "
-            f"({format_bytes(self.fixed)} + {format_bytes(self.per_chain)} per chain)",
+            f"(about {format_bytes(self.fixed)} + {format_bytes(self.per_chain)} per chain)",
         }
 
 
@@ -207,31 +211,35 @@ def evaluation_peak(chains, k: int) -> int:
     w = pot.center.expand(k, -1).clone()
     idx = (torch.arange(rand.batch_size, device=pot.device) % pot.n).expand(k, -1)
     batch = pot.minibatch(idx)
-    peaks = []
-    for evaluate in (
-        lambda: chains.evaluate(w, batch, k),
-        lambda: pot.hvp(w, torch.ones_like(w), batch, chain_batch=k),
-    ):
-        with LiveBytes() as live:
-            evaluate()
-        peaks.append(live.peak)
-    return max(peaks)
+    return max(
+        peak_of(lambda: chains.evaluate(w, batch, k), pot.device),
+        peak_of(lambda: pot.hvp(w, torch.ones_like(w), batch, chain_batch=k), pot.device),
+    )
 
 
 def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
     """The most chains evaluated at once (``chain_batch``) whose evaluation creates at most
-    ``max_memory`` bytes."""
+    ``max_memory`` bytes: extrapolated from one and two chains, then measured at the chosen
+    count and lowered until the measurement fits (small evaluations are not quite linear)."""
     c, pot = chains.num_chains, chains.potential
     cuda = [pot.device] if pot.device.type == "cuda" else []
     # a model with dropout draws masks from the global RNG: the run's stream stays as it was
     with forked_global_rng(cuda):
         one = evaluation_peak(chains, 1)
-        per_chain = max(0, evaluation_peak(chains, 2) - one) if c > 1 else one
-    fixed = max(0, one - per_chain)
-    fits = c if per_chain == 0 else min(c, (max_memory - fixed) // per_chain)
-    if fits < 1:
-        raise ValueError(
-            f"max_memory={format_bytes(max_memory)} is below what one chain's evaluation needs "
-            f"({format_bytes(one)}); raise max_memory, or lower batch_size"
-        )
-    return MemoryPlan(max_memory, int(fits), fixed, per_chain)
+        if one > max_memory:
+            raise ValueError(
+                f"max_memory={format_bytes(max_memory)} is below what one chain's evaluation "
+                f"needs ({format_bytes(one)}); raise max_memory, or lower batch_size"
+            )
+        two = evaluation_peak(chains, 2) if c > 1 else one
+        per_chain = two - one if two > one else one
+        fixed = max(0, one - per_chain)
+        k, peak = min(c, max(1, (max_memory - fixed) // per_chain)), one
+        while k > 1:
+            peak = evaluation_peak(chains, k)
+            if peak <= max_memory:
+                break
+            k = max(1, min(k - 1, k * max_memory // peak))
+        if k == 1:
+            peak = one
+    return MemoryPlan(max_memory, int(k), fixed, per_chain, peak)

@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 import llc
-from llc._memory import LiveBytes, PeakMemory, check_max_memory, evaluation_peak, plan_chain_batch
+from llc._memory import PeakMemory, check_max_memory, evaluation_peak, plan_chain_batch
 from llc.potential import Potential
 from llc.sampling import Chains
+
+from ._live_bytes import LiveBytes
 
 MiB = 2**20
 
@@ -51,7 +53,7 @@ def test_sizes_parse_and_bad_values_name_the_argument():
         llc.estimate_llc(model, data, max_memory="1GiB", chain_batch=2, progress=False)
 
 
-def test_live_bytes_follows_allocations_and_frees_exactly():
+def test_the_reference_count_follows_allocations_and_frees_exactly():
     with LiveBytes() as live:
         a = torch.empty(1000)  # 4000 bytes
         b = torch.empty(2000, dtype=torch.float64)  # 16000
@@ -77,10 +79,41 @@ def test_the_meter_sees_a_held_allocation_once():
     assert 10 * MiB <= meter.peak < 12 * MiB, meter.peak
 
 
-@pytest.mark.parametrize("make", [_mlp, lambda: (_Norm(), _mlp()[1])], ids=["mlp", "generic"])
-def test_evaluation_memory_is_linear_in_the_chains_evaluated_at_once(make):
-    # the plan extrapolates from one and two chains: checked against four and six
+def _exact_evaluation_peak(chains, k):
+    pot = chains.potential
+    w = pot.center.expand(k, -1).clone()
+    batch = pot.minibatch((torch.arange(chains.randomness.batch_size) % pot.n).expand(k, -1))
+    peaks = []
+    for fn in (lambda: chains.evaluate(w, batch, k),
+               lambda: pot.hvp(w, torch.ones_like(w), batch, chain_batch=k)):  # fmt: skip
+        with LiveBytes() as live:
+            fn()
+        peaks.append(live.peak)
+    return max(peaks)
+
+
+MAKERS = [_mlp, lambda: (_Norm(), _mlp()[1])]
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=["mlp", "generic"])
+def test_the_read_evaluation_peak_agrees_with_an_exact_count_of_tensors(make):
+    # the reading (C allocator bytes in use, polled) against every storage torch creates; the
+    # allocator adds its headers and rounding, and a polled reading can miss the top of a
+    # brief peak: within 10 % below and 20 % above at these sizes
     model, data = make()
+    chains = Chains.from_seed(Potential(model, data), 4, seed=0, batch_size=256)
+    if PeakMemory(torch.device("cpu"))._read is None:
+        pytest.skip("no memory reading on this platform")
+    for k in (1, 4):
+        exact, read = _exact_evaluation_peak(chains, k), evaluation_peak(chains, k)
+        assert 0.9 * exact <= read <= 1.2 * exact + 64 * 1024, (k, exact, read)
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=["mlp", "generic"])
+def test_evaluation_memory_is_linear_in_the_chains_evaluated_at_once(make):
+    # the plan starts from one and two chains: checked against four and six (small
+    # evaluations are less linear: the plan then measures its choice)
+    model, data = make(width=256) if make is _mlp else make()
     pot = Potential(model, data)
     chains = Chains.from_seed(pot, 6, seed=0, batch_size=256)
     one, two = evaluation_peak(chains, 1), evaluation_peak(chains, 2)
@@ -88,32 +121,33 @@ def test_evaluation_memory_is_linear_in_the_chains_evaluated_at_once(make):
     assert per > 0
     for k in (4, 6):
         measured = evaluation_peak(chains, k)
-        assert abs(measured - (one + per * (k - 1))) <= 0.02 * measured, (k, measured, one, per)
+        assert abs(measured - (one + per * (k - 1))) <= 0.05 * measured, (k, measured, one, per)
 
 
 def test_the_plan_takes_the_most_chains_that_fit():
     model, data = _mlp(width=128)
     pot = Potential(model, data)
     chains = Chains.from_seed(pot, 8, seed=0, batch_size=256)
-    one, two = evaluation_peak(chains, 1), evaluation_peak(chains, 2)
+    peaks = {k: evaluation_peak(chains, k) for k in range(1, 7)}
     for k in (1, 3, 5):
-        budget = one + (two - one) * (k - 1) + (two - one) // 2  # room for k, not k + 1
+        budget = (peaks[k] + peaks[k + 1]) // 2  # room for k chains, not k + 1
         plan = plan_chain_batch(chains, budget)
-        assert plan.chain_batch == k and plan.planned <= budget
-        assert evaluation_peak(chains, k) <= budget < evaluation_peak(chains, k + 1)
+        assert plan.chain_batch == k and plan.planned <= budget, (k, plan, peaks)
     assert plan_chain_batch(chains, 10**12).chain_batch == 8
     with pytest.raises(ValueError, match="max_memory=.*below what one chain"):
-        plan_chain_batch(chains, one // 2)
+        plan_chain_batch(chains, peaks[1] // 2)
 
 
 @pytest.mark.filterwarnings("ignore::llc.LLCWarning")
 def test_a_budget_lowers_the_chain_batch_and_the_peak_but_not_the_result():
     model, data = _mlp(width=256, n=2000)
     kw = dict(num_draws=60, num_burnin=40, step_size=1e-4, progress=False, seed=3)
+    chains = Chains.from_seed(Potential(model, data), 8, seed=0, batch_size=512)
+    budget = (evaluation_peak(chains, 2) + evaluation_peak(chains, 3)) // 2
     free = llc.estimate_llc(model, data, **kw)
-    tight = llc.estimate_llc(model, data, max_memory="4MiB", **kw)
-    assert free.config["chain_batch"] == 8 and tight.config["chain_batch"] < 8
-    assert tight.config["memory"]["max_memory"] == "4 MiB"
+    tight = llc.estimate_llc(model, data, max_memory=budget, **kw)
+    assert free.config["chain_batch"] == 8 and tight.config["chain_batch"] == 2
+    assert "max_memory" in tight.config["memory"]
     # chains are independent of how they are chunked
     assert np.allclose(tight.llc_trace, free.llc_trace, rtol=1e-5, atol=1e-6)
     assert free.peak_memory > 0 and "peak memory of the chains" in free.summary()
