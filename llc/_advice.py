@@ -53,7 +53,7 @@ def advice(r) -> list[str]:
     over = r.config.get("sampling_seconds", 0.0) / r.config.get("budget_seconds", np.inf)
     if over > OVER_BUDGET:
         out.append(
-            f"sampling took {r.config['sampling_seconds']:.0f} s against budget="
+            f"sampling took {r.config['sampling_seconds']:.3g} s against budget="
             f"{r.config['budget_seconds']:g}: every warm-up phase runs at least one 100-step "
             "window and the draws at least 100 steps, longer than the budget at this speed. "
             "Raise budget, or lower num_chains or batch_size."

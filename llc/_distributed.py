@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 
-__all__ = ["Shards", "current_shards", "split_evaluation"]
+__all__ = ["Shards", "check_across_processes", "current_shards", "split_evaluation"]
 
 
 class Shards:
@@ -47,8 +48,6 @@ class Shards:
 
     def gather(self, local: torch.Tensor, num: int) -> torch.Tensor:
         """Every rank's block, in rank order: shape ``(num, *local.shape[1:])``."""
-        import torch.distributed as dist
-
         per = math.ceil(num / self.world)
         padded = local.new_zeros((per, *local.shape[1:]))
         padded[: local.shape[0]] = local
@@ -62,8 +61,6 @@ class Shards:
 
 def current_shards() -> Shards | None:
     """The default process group's shards, or None when there is no group of two or more."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return None
     world = dist.get_world_size()
@@ -89,3 +86,19 @@ def split_evaluation(shards: Shards | None, fn, position: torch.Tensor, *per_cha
     if isinstance(out, tuple):
         return tuple(shards.gather(o, num) for o in out)
     return shards.gather(out, num)
+
+
+def check_across_processes(budget, vectorize) -> None:
+    """Refuse the settings under which ranks could part ways: a time budget (each rank's clock
+    would end its phases at a different step, and the gathers would no longer pair up) and a
+    timed choice of evaluation."""
+    if budget is not None:
+        raise ValueError(
+            "budget is not supported with chains split across processes: each rank's clock "
+            "would stop it at a different step; use the default work cap, or max_draws"
+        )
+    if vectorize == "timed":
+        raise ValueError(
+            "vectorize='timed' is not supported with chains split across processes (each rank "
+            "would time its own way); pass vectorize=True, False or None"
+        )

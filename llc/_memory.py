@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import numbers
 import os
 import re
 import threading
@@ -32,20 +33,21 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 
 def check_max_memory(value: object) -> int | None:
-    """``max_memory`` in bytes: an int, or a string such as ``"2GiB"`` or ``"512 MB"``."""
+    """``max_memory`` in bytes: a number, or a string such as ``"2GiB"``, ``"512 MB"``,
+    ``"1e9"``."""
     if value is None:
         return None
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", value)
         if m is None or m.group(2).lower() not in _UNITS:
             raise ValueError(
                 f"max_memory must be bytes or a size such as '2GiB' or '512MB', got {value!r}"
             )
         value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"max_memory must be bytes or a string, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"max_memory must be > 0 and finite, got {value}")
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"max_memory must be at least 1 byte and finite, got {value}")
     return int(value)
 
 
@@ -79,7 +81,7 @@ def _cpu_reader():
 
         in_use()
         return in_use, "C allocator bytes in use (mallinfo2)"
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # not glibc (TypeError: Windows)
         pass
     if os.path.exists("/proc/self/statm"):
         page = os.sysconf("SC_PAGE_SIZE")
@@ -112,7 +114,6 @@ class PeakMemory:
         self.device, self.interval = torch.device(device), interval
         self._read, self.measure = _reader(self.device)
         self.peak: int | None = None
-        self._stop = threading.Event()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
@@ -121,6 +122,7 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self._read is None:
             return self
+        self._stop = threading.Event()
         if self.device.type == "cuda":
             self._counter = torch.cuda.max_memory_allocated(self.device)
         self._base = self._high = self._read()
@@ -153,10 +155,13 @@ def peak_of(fn, device: torch.device, min_seconds: float = 0.2, min_calls: int =
     often as it can, after a first call. ``fn`` is called again until ``min_calls`` calls and
     ``min_seconds`` have passed: a reading waits for the GIL (up to 5 ms while the caller runs
     Python), so a peak briefer than that is caught only over many calls."""
-    read, _ = _reader(torch.device(device))
+    device = torch.device(device)
+    read, _ = _reader(device)
     if read is None:
-        raise RuntimeError("memory in use cannot be read on this platform")
+        raise ValueError("max_memory needs memory readings, which this platform does not give")
     fn()  # buffers that libraries allocate at a first call and keep are not the evaluation's
+    cuda = device.type == "cuda"
+    counter = torch.cuda.max_memory_allocated(device) if cuda else 0
     base = high = read()
     started, done = threading.Event(), threading.Event()
 
@@ -178,7 +183,10 @@ def peak_of(fn, device: torch.device, min_seconds: float = 0.2, min_calls: int =
     finally:
         done.set()
         thread.join()
-    return max(0, max(high, read()) - base)
+    high = max(high, read())
+    if cuda and torch.cuda.max_memory_allocated(device) > counter:  # exact: a new peak was set
+        high = max(high, torch.cuda.max_memory_allocated(device))
+    return max(0, high - base)
 
 
 @dataclass(frozen=True)
@@ -218,9 +226,9 @@ def evaluation_peak(chains, k: int) -> int:
 
 
 def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
-    """The most chains evaluated at once (``chain_batch``) whose evaluation creates at most
-    ``max_memory`` bytes: extrapolated from one and two chains, then measured at the chosen
-    count and lowered until the measurement fits (small evaluations are not quite linear)."""
+    """A ``chain_batch`` whose evaluation creates at most ``max_memory`` bytes: the count
+    extrapolated from one and two chains, read there and lowered until the reading fits (small
+    evaluations are not quite linear, so it may stay below the most that would fit)."""
     c, pot = chains.num_chains, chains.potential
     cuda = [pot.device] if pot.device.type == "cuda" else []
     # a model with dropout draws masks from the global RNG: the run's stream stays as it was
@@ -232,7 +240,7 @@ def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
                 f"needs ({format_bytes(one)}); raise max_memory, or lower batch_size"
             )
         two = evaluation_peak(chains, 2) if c > 1 else one
-        per_chain = two - one if two > one else one
+        per_chain = max(1, two - one if two > one else one)  # a zero reading must not divide
         fixed = max(0, one - per_chain)
         k, peak = min(c, max(1, (max_memory - fixed) // per_chain)), one
         while k > 1:

@@ -186,6 +186,11 @@ def _check(s: LLCSettings, observables) -> None:
             "budget is not supported by the devinterp backend (its steps are fixed: pass "
             "num_burnin and num_draws); use backend='llc'"
         )
+    if s.max_memory is not None:
+        raise ValueError(
+            "max_memory is not supported by the devinterp backend (it runs one chain at a "
+            "time); use backend='llc'"
+        )
 
 
 def _module(model: torch.nn.Module, pot: Potential) -> tuple[torch.nn.Module, list, list | None]:

@@ -8,21 +8,20 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-import numpy as np
 import torch
 from torch import nn
 
 from ._advice import emit
+from ._assemble import assemble
 from ._budget import TIMED_BLOCK, Limits
 from ._budget import limits as budget_limits
 from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
+from ._distributed import check_across_processes
 from ._memory import PeakMemory, check_max_memory, format_bytes, plan_chain_batch
 from ._precision import check_precision
 from ._precision import matmul_precision as precision_context
-from ._provenance import provenance
 from .adaptation import draws
-from .diagnostics import ess, mcse, rhat
 from .kernels import Kernel, get_kernel
 from .observables import LLCTrace, LossTrace, MALATrace
 from .potential import Potential
@@ -333,7 +332,8 @@ def estimate_llc(
         at one and at two chains; too small for one chain raises. What the chains hold between
         evaluations (positions, the kernel's state, noise buffers: tens of ``(chain, D)``
         tensors) is not chunked and comes on top; ``peak_memory`` in the result is the whole.
-        Not with ``chain_batch``.
+        Not with ``chain_batch``. A model that draws dropout masks then depends on the chosen
+        ``chain_batch``, as it does on a given one.
 
     Returns
     -------
@@ -446,6 +446,8 @@ def _estimate(
         pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch,
         vectorize=s.vectorize, num_threads=s.num_threads,
     )  # fmt: skip
+    if chains.shards is not None:
+        check_across_processes(s.budget, s.vectorize)
     # a model with dropout draws from the global RNG: fork it, and seed it from `seed`
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
         memory = _plan_memory(chains, s)
@@ -455,7 +457,7 @@ def _estimate(
         record["sampling_seconds"] = time.perf_counter() - began
         carry = hand_over(chains, warm.params, drawn["llc"], last.position) if hand else None
     record["memory"] = {"peak": format_bytes(meter.peak), "measure": meter.measure, **memory}
-    result = _result(chains, kernel, s, nb, warm, drawn, restarts, record, meter.peak)
+    result = assemble(chains, kernel, s, nb, warm, drawn, restarts, record, meter.peak)
     emit(result, stacklevel=stacklevel)  # warnings point at the caller's line
     return result, carry
 
@@ -467,55 +469,3 @@ def _plan_memory(chains: Chains, s: LLCSettings) -> dict:
     plan = plan_chain_batch(chains, check_max_memory(s.max_memory))
     chains.chain_batch = plan.chain_batch
     return plan.describe()
-
-
-def _warn_diverged(chains: Chains, diverged: np.ndarray, step: float) -> None:
-    if diverged.all():
-        raise RuntimeError(
-            "every chain diverged (" + "; ".join(sorted(set(chains.diverged_why))) + "): "
-            f"the step size {step:.3g} is too large for this model; pass a smaller "
-            "step_size, or a larger localization"
-        )
-    for c in np.flatnonzero(diverged):
-        warnings.warn(
-            f"chain {c} diverged at step {chains.diverged_at[c]} ({chains.diverged_why[c]}) and "
-            f"is left out of the estimate; try a smaller step_size than {step:.3g}",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
-
-def _flag_nonfinite(chains: Chains, llc_trace: np.ndarray) -> None:
-    """Flag any chain not yet flagged whose draws are not all finite (the loop checks every
-    step's loss; this keeps a NaN from reaching the statistics by any other path)."""
-    for c in np.flatnonzero(~np.isfinite(llc_trace).all(axis=1)):
-        if chains.diverged_at[c] is None:
-            chains.diverged_at[c] = chains.steps_done
-            chains.diverged_why[c] = "non-finite draw"
-
-
-def _result(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict, peak=None):
-    pot, params = chains.potential, warm.params
-    llc_trace, acc = drawn["llc"], drawn["mala_acceptance"]
-    _flag_nonfinite(chains, llc_trace)
-    diverged = np.array([d is not None for d in chains.diverged_at])
-    _warn_diverged(chains, diverged, params.step_size)
-    ok = ~diverged
-    masked = np.where(diverged[:, None], 0.0, llc_trace)
-    per_chain = np.where(diverged, np.nan, masked.mean(axis=1))
-    good = llc_trace[ok]
-    mala = np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan for a in acc])
-    extra = {k: v for k, v in drawn.items() if k not in ("llc", "loss", "mala_acceptance")}
-    return LLCResult(
-        mean=float(np.mean(per_chain[ok])),
-        std=float(np.std(per_chain[ok], ddof=1)) if ok.sum() > 1 else float("nan"),
-        mcse=mcse(good), per_chain=per_chain, loss_trace=drawn["loss"], llc_trace=llc_trace,
-        init_loss=float(pot.center_losses.double().mean()), nbeta=float(nbeta),
-        step_size=float(params.step_size), localization=float(params.localization),
-        batch_size=chains.randomness.batch_size, num_chains=s.num_chains,
-        num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,
-        scheme=getattr(params, "scheme", "none"), r_hat=rhat(good), ess=ess(good),
-        mala_acceptance=mala, diverged=diverged, warmup_llc=warm.full_trace,
-        config={**provenance(chains, kernel, s, warm, restarts), **carried},
-        observables=extra, mala_trace=acc, peak_memory=peak,
-    )  # fmt: skip

@@ -58,9 +58,11 @@ class LLCResult:
     mala_trace : ndarray, shape (chain, draw), or None
         The MALA acceptance probability of each paired step (NaN between pairs).
     peak_memory : int or None
-        Bytes the run added at its peak over what was in use when it began (warm-up and draws;
-        CUDA: torch's allocator; CPU: the C allocator's bytes in use). ``config["memory"]``
-        says what was read and, with ``max_memory``, how ``chain_batch`` was chosen.
+        Bytes the process added at its peak over what was in use when warm-up began (CUDA:
+        torch's allocator; CPU: the C allocator's bytes in use, or the resident set; None where
+        neither can be read). Process-wide: estimates running in other threads count too.
+        ``config["memory"]`` says what was read and, with ``max_memory``, how ``chain_batch``
+        was chosen.
     """
 
     mean: float

@@ -2,7 +2,8 @@
 
     python tests/llc/distributed_worker.py RANK WORLD RENDEZVOUS_FILE OUT.npz MODEL [THREADS]
 
-MODEL is ``mlp`` (the MLP path), ``generic`` (a custom forward), or ``wide-mlp`` /
+MODEL is ``mlp`` (the MLP path), ``generic`` (a custom forward), ``mlp-cK`` (K chains, a
+fixed step and 100 steps), or ``wide-mlp`` /
 ``wide-generic`` (1.1·10⁵ parameters, a fixed step and step counts: for timing); with WORLD 1
 no process group is made. The result's traces and settings go to OUT.npz.
 """
@@ -67,6 +68,8 @@ def main(rank: int, world: int, rendezvous: str, out: str, kind: str, threads: i
     began = time.perf_counter()
     if kind.startswith("wide"):
         settings = dict(step_size=1e-5, num_burnin=100, num_draws=200)
+    elif kind.startswith("mlp-c"):  # fewer chains than, or not divisible by, the ranks
+        settings = dict(num_chains=int(kind[5:]), step_size=1e-3, num_burnin=50, num_draws=50)
     else:  # adaptive, kept short for the tests
         settings = dict(num_chains=4, max_draws=300)
     r = llc.estimate_llc(model, data, seed=7, progress=False, num_threads=threads, **settings)

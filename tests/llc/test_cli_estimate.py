@@ -68,6 +68,8 @@ def test_same_estimate_as_the_library(saved, capsys, one_thread, model_file, dat
         ("state.pt", ["--factory", "tests.llc.test_cli_estimate:nothing"], "--factory"),
         ("model.pt", ["--factory", "tests.llc.test_cli_estimate:make_model"], "--factory"),
         ("missing.pt", [], "missing.pt"),
+        ("model.pt", ["--max-memory", "2 parsecs"], "max_memory"),
+        ("model.pt", ["--max-memory", "1B"], "max_memory=1 B is below"),
     ],
 )
 def test_refusals_name_the_argument(saved, capsys, model_file, extra, message):

@@ -143,6 +143,8 @@ def test_bad_input(dln, monkeypatch):
         )
     with pytest.raises(ValueError, match="budget"):
         llc.estimate_llc(model, data, backend="devinterp", budget=10.0, **QUICK)
+    with pytest.raises(ValueError, match="max_memory"):
+        llc.estimate_llc(model, data, backend="devinterp", max_memory="1GiB", **QUICK)
     with pytest.raises(ValueError, match="step_size"):
         llc.estimate_llc(model, data, backend="devinterp", step_size=-1.0, **QUICK)
     with pytest.raises(ValueError, match="backend"):

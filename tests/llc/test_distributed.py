@@ -33,7 +33,11 @@ def _launch(kind: str, world: int, tmp: Path) -> list[dict]:
         )  # fmt: skip
         for r in range(world)
     ]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:  # a rank that failed leaves the other waiting in a gather
+        for p in procs:
+            p.kill()
     for p, err in zip(procs, errors):
         assert p.returncode == 0, err[-3000:]
     return [dict(np.load(o)) for o in outs]
@@ -53,6 +57,27 @@ def test_two_processes_give_every_rank_the_result_of_one(kind, tmp_path):
     for r in ranks:
         for key in ("llc_trace", "warmup_llc", "mean", "step_size", "num_burnin"):
             assert np.array_equal(r[key], one[key]), key
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+@pytest.mark.parametrize("kind", ["mlp-c3", "mlp-c1"])
+def test_uneven_blocks_and_a_rank_without_chains(kind, tmp_path):
+    # 3 chains on 2 ranks (blocks of 2 and 1, padded in the gather) and 1 chain on 2 ranks
+    # (rank 1 evaluates nothing and still joins every gather)
+    one = _launch(kind, 1, tmp_path)[0]
+    for r in _launch(kind, 2, tmp_path):
+        assert np.array_equal(r["llc_trace"], one["llc_trace"])
+        assert np.array_equal(r["warmup_llc"], one["warmup_llc"])
+
+
+def test_settings_that_would_part_the_ranks_are_refused():
+    from llc._distributed import check_across_processes
+
+    check_across_processes(None, None)
+    with pytest.raises(ValueError, match="budget"):
+        check_across_processes(10.0, None)
+    with pytest.raises(ValueError, match="vectorize='timed'"):
+        check_across_processes(None, "timed")
 
 
 def test_blocks_cover_the_chains_once_and_the_gather_keeps_rank_order():

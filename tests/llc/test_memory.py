@@ -43,9 +43,10 @@ def test_sizes_parse_and_bad_values_name_the_argument():
     assert check_max_memory("2GiB") == 2 * 2**30
     assert check_max_memory("512 MB") == 512 * 10**6
     assert check_max_memory("1.5kib") == 1536
+    assert check_max_memory("1e9") == 10**9 and check_max_memory(np.int64(7)) == 7
     for bad, err in (("2 parsecs", ValueError), ("GiB", ValueError), (0, ValueError),
-                     (-5, ValueError), (math.inf, ValueError), ([1], TypeError),
-                     (True, TypeError)):  # fmt: skip
+                     (-5, ValueError), (math.inf, ValueError), ("0.5", ValueError),
+                     ([1], TypeError), (True, TypeError)):  # fmt: skip
         with pytest.raises(err, match="max_memory"):
             check_max_memory(bad)
     model, data = _mlp()
@@ -66,6 +67,39 @@ def test_the_reference_count_follows_allocations_and_frees_exactly():
     assert live.peak == 4000 + 16000
     assert kept == 16000 + 2000 and live.current == 2000
     del c
+
+
+def test_the_readings_stop_their_thread_and_survive_zero_and_reuse(monkeypatch):
+    import threading
+
+    import llc._memory as memory
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="boom"):
+        memory.peak_of(lambda: (_ for _ in ()).throw(RuntimeError("boom")), torch.device("cpu"))
+    calls = []
+
+    def fails_later():
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        memory.peak_of(fails_later, torch.device("cpu"))
+    assert threading.active_count() == before  # the reading thread ended with the error
+    # an evaluation too small to read: the plan neither divides by zero nor refuses
+    model, data = _mlp()
+    chains = Chains.from_seed(Potential(model, data), 4, seed=0, batch_size=64)
+    monkeypatch.setattr(memory, "evaluation_peak", lambda chains, k: 0)
+    assert memory.plan_chain_batch(chains, 1000).chain_batch == 4
+    meter = PeakMemory(torch.device("cpu"))
+    if meter._read is not None:  # one meter entered twice reads both times
+        for _ in range(2):
+            with meter:
+                x = torch.ones(MiB)
+                time.sleep(0.01)
+                del x
+            assert meter.peak >= 4 * MiB
 
 
 def test_the_meter_sees_a_held_allocation_once():

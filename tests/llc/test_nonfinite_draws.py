@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import llc
-from llc.estimator import _flag_nonfinite
+from llc._assemble import _flag_nonfinite
 from llc.sampling import Chains
 
 N, FLAGGED = 8192, 7  # one sample in 8192 turns the loss NaN away from w*
