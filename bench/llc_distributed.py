@@ -8,38 +8,14 @@ between them). It prints seconds, the ratio to one process with 2 threads, and w
 way gave bitwise the same draws.
 """
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-WORKER = Path(__file__).resolve().parents[1] / "tests" / "llc" / "distributed_worker.py"
-
-
-def run(kind: str, world: int, threads: int, tmp: Path) -> list[dict]:
-    rdv = tmp / f"rdv-{kind}-{world}-{threads}"
-    outs = [tmp / f"{kind}-{world}-{threads}-{r}.npz" for r in range(world)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                str(r),
-                str(world),
-                str(rdv),
-                str(outs[r]),
-                kind,
-                str(threads),
-            ],
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for r in range(world)
-    ]
-    if any(p.wait() for p in procs):
-        raise RuntimeError(f"a worker failed ({kind}, {world} processes)")
-    return [dict(np.load(o)) for o in outs]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "llc"))
+from distributed_worker import launch  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +26,7 @@ def main() -> None:
             for label, world, threads in (("1 process, 2 threads", 1, 2),
                                           ("1 process, 1 thread", 1, 1),
                                           ("2 processes × 1 thread", 2, 1)):  # fmt: skip
-                res = run(kind, world, threads, Path(tmp))
+                res = launch(kind, world, Path(tmp), threads)
                 sec = max(float(r["seconds"]) for r in res)
                 base = base or (sec, res[0]["llc_trace"])
                 same = all(np.array_equal(r["llc_trace"], base[1]) for r in res)

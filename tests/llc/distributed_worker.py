@@ -8,8 +8,10 @@ fixed step and 100 steps), or ``wide-mlp`` /
 no process group is made. The result's traces and settings go to OUT.npz.
 """
 
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,6 +83,32 @@ def main(rank: int, world: int, rendezvous: str, out: str, kind: str, threads: i
     )  # fmt: skip
     if world > 1:
         dist.destroy_process_group()
+
+
+def launch(kind: str, world: int, tmp: Path, threads: int = 1) -> list[dict]:
+    """Run ``world`` ranks of this script (one process when ``world`` is 1) and return each
+    rank's saved result; a failed rank raises with its error output."""
+    outs = [tmp / f"{kind}-{world}-{threads}-{r}.npz" for r in range(world)]
+    rdv = tmp / f"rdv-{kind}-{world}-{threads}"
+    argv = [sys.executable, __file__]
+    procs = [
+        subprocess.Popen(
+            [*argv, str(r), str(world), str(rdv), str(outs[r]), kind, str(threads)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in range(world)
+    ]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:  # a rank that failed leaves the others waiting in a gather
+        for p in procs:
+            p.kill()
+    for p, err in zip(procs, errors):
+        if p.returncode != 0:
+            raise RuntimeError(f"a rank failed ({kind}, {world} processes):\n{err[-3000:]}")
+    return [dict(np.load(o)) for o in outs]
 
 
 if __name__ == "__main__":

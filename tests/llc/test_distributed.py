@@ -1,46 +1,13 @@
 """Chains split across two processes (torch.distributed, gloo): every rank returns the result
 of one process with the same seed."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from llc._distributed import Shards, split_evaluation
 
-WORKER = Path(__file__).with_name("distributed_worker.py")
-
-
-def _launch(kind: str, world: int, tmp: Path) -> list[dict]:
-    outs = [tmp / f"{kind}-{world}-{r}.npz" for r in range(world)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                str(r),
-                str(world),
-                str(tmp / f"rdv-{kind}"),
-                str(outs[r]),
-                kind,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for r in range(world)
-    ]
-    try:
-        errors = [p.communicate(timeout=300)[1] for p in procs]
-    finally:  # a rank that failed leaves the other waiting in a gather
-        for p in procs:
-            p.kill()
-    for p, err in zip(procs, errors):
-        assert p.returncode == 0, err[-3000:]
-    return [dict(np.load(o)) for o in outs]
+from .distributed_worker import launch
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
@@ -50,8 +17,8 @@ def test_two_processes_give_every_rank_the_result_of_one(kind, tmp_path):
     # rank evaluates half the chains, every rank adapts from the gathered values. A chain's
     # arithmetic does not depend on which chains are evaluated beside it (as with chain_batch),
     # so the draws are the same bits as in one process: measured so on both paths
-    one = _launch(kind, 1, tmp_path)[0]
-    ranks = _launch(kind, 2, tmp_path)
+    one = launch(kind, 1, tmp_path)[0]
+    ranks = launch(kind, 2, tmp_path)
     assert str(ranks[0]["processes"]).startswith("rank 0 of 2")
     assert str(one["processes"]) == "1"
     for r in ranks:
@@ -64,8 +31,8 @@ def test_two_processes_give_every_rank_the_result_of_one(kind, tmp_path):
 def test_uneven_blocks_and_a_rank_without_chains(kind, tmp_path):
     # 3 chains on 2 ranks (blocks of 2 and 1, padded in the gather) and 1 chain on 2 ranks
     # (rank 1 evaluates nothing and still joins every gather)
-    one = _launch(kind, 1, tmp_path)[0]
-    for r in _launch(kind, 2, tmp_path):
+    one = launch(kind, 1, tmp_path)[0]
+    for r in launch(kind, 2, tmp_path):
         assert np.array_equal(r["llc_trace"], one["llc_trace"])
         assert np.array_equal(r["warmup_llc"], one["warmup_llc"])
 
