@@ -28,6 +28,7 @@ from . import (
     masks,
     observables,
     sampling,
+    streaming,
     tracking,
     trajectory,
     warmup,
@@ -44,6 +45,7 @@ from .masks import param_masks
 from .observables import ProbeLosses
 from .potential import Potential
 from .result import LLCResult
+from .streaming import Streamed
 from .susceptibilities import Susceptibilities, susceptibilities
 from .tracking import LLCTracker, LogSchedule, track_checkpoints
 from .trajectory import LLCTrajectory, TrackRecord
@@ -77,6 +79,7 @@ __all__ = [
     "param_masks",
     "observables",
     "sampling",
+    "streaming",
     "Susceptibilities",
     "susceptibilities",
     "TrackRecord",
@@ -85,4 +88,5 @@ __all__ = [
     "trajectory",
     "warmup",
     "zoo",
+    "Streamed",
 ]

@@ -56,7 +56,7 @@ def assemble(chains, kernel, s, nbeta, warm, drawn, restarts, carried: dict, pea
         mean=float(np.mean(per_chain[ok])),
         std=float(np.std(per_chain[ok], ddof=1)) if ok.sum() > 1 else float("nan"),
         mcse=mcse(good), per_chain=per_chain, loss_trace=drawn["loss"], llc_trace=llc_trace,
-        init_loss=float(pot.center_losses.double().mean()), nbeta=float(nbeta),
+        init_loss=pot.center_loss_mean, nbeta=float(nbeta),
         step_size=float(params.step_size), localization=float(params.localization),
         batch_size=chains.randomness.batch_size, num_chains=s.num_chains,
         num_draws=llc_trace.shape[1], num_burnin=warm.total_steps, sampler=s.sampler,

@@ -229,6 +229,8 @@ def prepare_data(
     inputs are token ids ``(n, seq)`` (or a list of equal-length 1-D sequences) and the targets,
     when not given, are the ids with padding (``attention_mask == 0``) ignored.
     """
+    if getattr(data, "streamed", False):
+        raise TypeError("streamed data (llc.Streamed) is taken by llc.estimate_llc only")
     if tokens:
         data = _token_inputs(data)
     if isinstance(data, Mapping):

@@ -68,6 +68,9 @@ class ChainRandomness:
         One per chain; a further entry, if present, seeds :attr:`aux` (warm-up's own draws).
     n, batch_size, dim : int
         Samples, minibatch size (``>= n``: the full data every step) and parameters.
+    stream : callable, optional
+        Streamed data: returns the indices of the next batch, shape (batch,), which every
+        chain takes (:class:`llc.streaming.StreamedPotential.advance`).
     device, dtype : torch.device, torch.dtype
         Of the noise.
 
@@ -88,8 +91,10 @@ class ChainRandomness:
         dim: int,
         device: torch.device,
         dtype: torch.dtype,
+        stream=None,
     ):
         self.num_chains, self.n, self.dim = num_chains, n, dim
+        self.stream = stream
         self.batch_size = min(batch_size, n)
         self.device, self.dtype = device, dtype
         self.generators = [
@@ -112,6 +117,8 @@ class ChainRandomness:
 
     def indices(self) -> torch.Tensor:
         """Each chain's next minibatch indices, shape (chain, batch)."""
+        if self.stream is not None:  # streamed data: the next batch, shared by all chains
+            return self.stream().expand(self.num_chains, -1)
         if self.batch_size >= self.n:
             return torch.arange(self.n, device=self.device).expand(self.num_chains, -1)
         if not self._idx_buf:

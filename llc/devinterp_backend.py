@@ -397,7 +397,7 @@ def estimate_devinterp(
         mean=float(np.mean(per_chain[ok])),
         std=float(np.std(per_chain[ok], ddof=1)) if ok.sum() > 1 else float("nan"),
         mcse=mcse(good), per_chain=per_chain, loss_trace=losses[:, burnin:], llc_trace=llc_trace,
-        init_loss=float(pot.center_losses.double().mean()), nbeta=float(nbeta),
+        init_loss=pot.center_loss_mean, nbeta=float(nbeta),
         step_size=step, localization=float(gamma), batch_size=batch, num_chains=s.num_chains,
         num_draws=draws, num_burnin=burnin, sampler=s.sampler, scheme="euler",
         r_hat=rhat(good), ess=ess(good), mala_acceptance=np.full(s.num_chains, np.nan),

@@ -28,6 +28,7 @@ from .potential import Potential
 from .result import LLCResult
 from .sampling import Chains, progress_bar, run, values
 from .settings import DEFAULT_BATCH, DEFAULT_LOCALIZATION, LLCSettings
+from .streaming import Streamed, StreamedPotential, check_streamed_settings
 from .warmup import WarmupResult, spread, warmup
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LOCALIZATION", "LLCSettings", "estimate_llc"]
@@ -216,8 +217,10 @@ def estimate_llc(
     model : nn.Module
         The network at w*. It is called through :func:`torch.func.functional_call`; its
         parameters, buffers, ``requires_grad`` flags and train/eval mode are left untouched.
-    data : (inputs, targets) tuple, TensorDataset or DataLoader
-        The n training samples (a DataLoader's dataset is read once into memory). Inputs may be
+    data : (inputs, targets) tuple, TensorDataset, DataLoader or Streamed
+        The n training samples (a DataLoader's dataset is read once into memory; wrapped in
+        :class:`llc.Streamed`, batches are read one at a time and shared by all chains:
+        :mod:`llc.streaming`). Inputs may be
         a dict of tensors, passed to the model as keyword arguments. With ``loss="next_token"``:
         token ids ``(n, seq)``, or ``{"input_ids": ..., "attention_mask": ...}``.
     loss : {"mse", "cross_entropy", "next_token", "behavioral"} or callable
@@ -411,10 +414,17 @@ def estimate_llc(
             )  # fmt: skip
         emit(result)
         return result
-    pot = Potential(
-        model, data, loss=loss, params=params, divergence=divergence, device=device, dtype=dtype,
-        matmul_precision=matmul_precision,
-    )  # fmt: skip
+    if isinstance(data, Streamed):
+        check_streamed_settings(batch_size, observables)
+        pot = StreamedPotential(
+            model, data, loss=loss, params=params, device=device, dtype=dtype,
+            matmul_precision=matmul_precision,
+        )  # fmt: skip
+    else:
+        pot = Potential(
+            model, data, loss=loss, params=params, divergence=divergence, device=device,
+            dtype=dtype, matmul_precision=matmul_precision,
+        )  # fmt: skip
     if params is None:
         _warn_frozen(model)
     return _estimate(pot, s, tuple(observables))[0]
@@ -441,7 +451,7 @@ def _estimate(
     estimate, and with ``hand`` the result comes with what the next one needs."""
     kernel = get_kernel(s.sampler)
     nb = s.nbeta or (pot.n / math.log(pot.n) if pot.n > 1 else 1.0)
-    batch = s.batch_size or min(pot.n, DEFAULT_BATCH)
+    batch = s.batch_size or getattr(pot, "batch_size", None) or min(pot.n, DEFAULT_BATCH)
     chains = Chains.from_seed(
         pot, s.num_chains, seed=s.seed, batch_size=batch, chain_batch=s.chain_batch,
         vectorize=s.vectorize, num_threads=s.num_threads,

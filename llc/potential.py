@@ -354,6 +354,11 @@ class Potential:
         return num_samples(self.inputs)
 
     @property
+    def center_loss_mean(self) -> float:
+        """``L_n(w*)``."""
+        return float(self.center_losses.double().mean())
+
+    @property
     def flat_model(self) -> FlatModel:
         """The model as ``f(w, x)`` of one flat parameter vector (for curvature computations)."""
         return self._flat

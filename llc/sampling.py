@@ -159,6 +159,7 @@ class Chains:
         rand = ChainRandomness(
             chain_seeds(seed, num_chains), num_chains, n=potential.n, batch_size=batch_size,
             dim=potential.dim, device=potential.device, dtype=potential.dtype,
+            stream=getattr(potential, "advance", None),
         )  # fmt: skip
         return cls(potential, rand, chain_batch, vectorize, num_threads)
 
