@@ -14,6 +14,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,19 +24,8 @@ from torch import nn
 import llc
 from llc._memory import PeakMemory, format_bytes
 
-
-class Shuffled:
-    """Minibatches of (x, y), reshuffled at every pass by their own generator."""
-
-    def __init__(self, x, y, batch, seed):
-        self.x, self.y, self.batch = x, y, batch
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.x), generator=self.gen)
-        for i in range(0, len(order), self.batch):
-            j = order[i : i + self.batch]
-            yield self.x[j], self.y[j]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "llc"))
+from _models import Shuffled  # noqa: E402  (the tests' shuffling stream)
 
 
 def variance(seeds) -> None:

@@ -92,7 +92,7 @@ def test_the_readings_stop_their_thread_and_survive_zero_and_reuse(monkeypatch):
     chains = Chains.from_seed(Potential(model, data), 4, seed=0, batch_size=64)
     monkeypatch.setattr(memory, "evaluation_peak", lambda chains, k: 0)
     assert memory.plan_chain_batch(chains, 1000).chain_batch == 4
-    meter = PeakMemory(torch.device("cpu"))
+    meter = PeakMemory(torch.device("cpu"), interval=0.001)
     if meter._read is not None:  # one meter entered twice reads both times
         for _ in range(2):
             with meter:

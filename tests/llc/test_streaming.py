@@ -12,6 +12,8 @@ import llc
 from llc.potential import Potential
 from llc.streaming import StreamedPotential
 
+from ._models import Shuffled
+
 
 def _problem(n=1200, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -20,20 +22,6 @@ def _problem(n=1200, seed=0):
     with torch.no_grad():
         y = model(x) + 0.3 * torch.randn(n, 2, generator=g)
     return model, x, y
-
-
-class Shuffled:
-    """A re-iterable of minibatches, reshuffled at every pass by its own generator."""
-
-    def __init__(self, x, y, batch, seed):
-        self.x, self.y, self.batch = x, y, batch
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.x), generator=self.gen)
-        for i in range(0, len(order), self.batch):
-            j = order[i : i + self.batch]
-            yield self.x[j], self.y[j]
 
 
 def test_one_pass_gives_n_and_the_loss_at_the_center():
