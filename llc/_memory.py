@@ -226,9 +226,10 @@ def evaluation_peak(chains, k: int) -> int:
 
 
 def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
-    """A ``chain_batch`` whose evaluation creates at most ``max_memory`` bytes: the count
-    extrapolated from one and two chains, read there and lowered until the reading fits (small
-    evaluations are not quite linear, so it may stay below the most that would fit)."""
+    """The most chains evaluated at once (``chain_batch``) whose evaluation creates at most
+    ``max_memory`` bytes: the count extrapolated from one and two chains, read there, lowered
+    until the reading fits and raised while the next one fits (small evaluations are not quite
+    linear)."""
     c, pot = chains.num_chains, chains.potential
     cuda = [pot.device] if pot.device.type == "cuda" else []
     # a model with dropout draws masks from the global RNG: the run's stream stays as it was
@@ -250,4 +251,9 @@ def plan_chain_batch(chains, max_memory: int) -> MemoryPlan:
             k = max(1, min(k - 1, k * max_memory // peak))
         if k == 1:
             peak = one
+        while k < c:  # the extrapolation may fall short: read one more while it fits
+            more = evaluation_peak(chains, k + 1)
+            if more > max_memory:
+                break
+            k, peak = k + 1, more
     return MemoryPlan(max_memory, int(k), fixed, per_chain, peak)
