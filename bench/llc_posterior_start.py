@@ -1,0 +1,158 @@
+"""Where the deep networks' low bias comes from: chains from w* against chains from the posterior.
+
+    python bench/llc_posterior_start.py [--quick]
+
+For deep linear networks of the validation suites (realizable data at a normal-form teacher,
+n = 10⁴, seed 0) the exact Gibbs sampler (`theory.dln_gibbs_llc`) gives the finite-n target λ_n,
+the posterior's spread E‖w − w*‖, and its last sweep: one exact posterior draw per chain. Then:
+
+1. the default call from w* (`llc.estimate_llc`), with the chains' mean distance from w* over
+   the draws (`llc.observables.Distance`);
+2. SGLD started at the exact posterior draws, composed from the engine's parts as the default
+   call composes them for chains carried over from an earlier estimate (a short warm-up that
+   adapts metric, step and noise scale, then 4,000 draws), in float32 and in float64.
+
+If (2) lands on λ_n and (1) does not, the kernel and its adaptation are right where the
+posterior lives and the error of (1) is the time to get there. The step columns give ε at the
+end of warm-up (in the metric's units): how stiff the region the chains sit in is.
+
+3. Where float32 fails in (2), which part of float32: plain full-batch Langevin (no metric, no
+   minibatch, ε = ½/κ̂ with κ̂ the largest curvature by power iteration) from the same draws,
+   300 steps, with positions and evaluations in float64, both in float32, and positions in
+   float64 with evaluations in float32.
+"""
+
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+
+import llc
+from llc.kernels import get_kernel
+from llc.observables import Distance, LLCTrace
+from llc.potential import Potential
+from llc.sampling import Chains, run, values
+from llc.settings import DEFAULT_LOCALIZATION
+from llc.validate import SUITE, SUITE_LARGE, build
+from llc.warmup import warmup
+from theory import dln_gibbs_llc
+
+N, SEED, CHAINS, BATCH, DRAWS = 10_000, 0, 8, 512, 4_000
+
+
+def gibbs(model, data, nbeta, gamma, sweeps):
+    """λ_n, E‖w − w*‖ and the last sweep's weights, flat, shape (chain, D)."""
+    w0 = [p.detach().double().numpy() for p in model.parameters()]
+    last = {}
+
+    def observe(ws):
+        last["ws"] = [w.copy() for w in ws]
+        sq = sum(((w - c[None]) ** 2).sum((1, 2)) for w, c in zip(ws, w0))
+        return np.sqrt(sq)[:, None]
+
+    ref = dln_gibbs_llc(
+        model, data, nbeta=nbeta, localization=gamma, num_chains=CHAINS, num_sweeps=sweeps,
+        seed=SEED, progress=False, observe=observe,
+    )  # fmt: skip
+    flat = np.concatenate([w.reshape(CHAINS, -1) for w in last["ws"]], axis=1)
+    return ref.mean, float(ref.observed.mean[0]), torch.from_numpy(flat)
+
+
+def from_points(model, data, nbeta, gamma, start, dtype):
+    """Mean λ̂, the spread of the chain means, and the final ε, from chains at ``start``."""
+    pot = Potential(model, data, dtype=dtype)
+    chains = Chains.from_seed(pot, CHAINS, seed=SEED, batch_size=BATCH)
+    kernel = get_kernel("sgld")
+    params = kernel.params(step_size=1e-4, localization=gamma, nbeta=nbeta, center=pot.center)
+    with chains:
+        state = kernel.init(start.to(dtype), chains.randomness.noise(), params)
+        warm = warmup(chains, kernel, params, state, adapt_step=True, carried=True,
+                      min_windows=4)  # fmt: skip
+        first = chains.steps_done
+        _, accs = run(chains, kernel, warm.params, warm.state, DRAWS, [LLCTrace()])
+        trace = values(chains, [LLCTrace()], accs, first)["llc"]
+    per_chain = np.nanmean(trace, axis=1)
+    return per_chain.mean(), per_chain.std(ddof=1), warm.params.step_size
+
+
+def storage(model, data, nbeta, gamma, start, lam_n, steps=300):
+    """Section 3: mean ``nβ (L_n − L_n*)`` over the last half of ``steps`` plain full-batch
+    Langevin steps, per (position dtype, evaluation dtype)."""
+    gen = torch.Generator().manual_seed(SEED)
+    out = []
+    for pos_dtype, eval_dtype in ((torch.float64,) * 2, (torch.float32,) * 2,
+                                  (torch.float64, torch.float32)):  # fmt: skip
+        pot = Potential(model, data, dtype=eval_dtype)
+        batch = tuple(t.expand(CHAINS, *t.shape) for t in (pot.inputs, pot.targets))
+        center = pot.center.to(pos_dtype)
+        base = float(pot.losses(pot.center).double().mean())
+        w = start.to(pos_dtype)
+        v = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(eval_dtype)
+        for _ in range(20):  # power iteration for the largest curvature of U
+            v = v / v.norm(dim=1, keepdim=True)
+            hv = nbeta * pot.hvp(w.to(eval_dtype), v, batch) + gamma * v
+            kappa, v = (hv * v).sum(1), hv
+        eps = 0.5 / float(kappa.max())
+        noise = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(pos_dtype)
+        energies = []
+        for _ in range(steps):
+            loss, grad = pot.value_and_grad(w.to(eval_dtype), batch)
+            energies.append(nbeta * (loss.double().mean().item() - base))
+            drift = nbeta * grad.to(pos_dtype) + gamma * (w - center)
+            fresh = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(pos_dtype)
+            w = w - 0.5 * eps * drift + math.sqrt(eps) * 0.5 * (noise + fresh)
+            noise = fresh
+        mean = float(np.mean(energies[steps // 2 :]))
+        out.append(f"{_name(pos_dtype)} positions, {_name(eval_dtype)} evaluations: "
+                   f"{100 * (mean - lam_n) / lam_n:+.1f} % (ε {eps:.2e})")  # fmt: skip
+    return out
+
+
+def _name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def row(spec, sweeps):
+    model, data, _ = build(spec, N, seed=SEED)
+    nbeta, gamma = N / math.log(N), DEFAULT_LOCALIZATION
+    t = time.perf_counter()
+    lam_n, spread, start = gibbs(model, data, nbeta, gamma, sweeps)
+    t_gibbs = time.perf_counter() - t
+    t = time.perf_counter()
+    res = llc.estimate_llc(model, data, seed=SEED, progress=False, observables=[Distance()])
+    t_default = time.perf_counter() - t
+    reached = float(np.sqrt(res.observables["distance"]).mean())
+    cells = [f"{spec.name:<24}", f"{res.config['d']:>7,}", f"{lam_n:8.1f}", f"{spread:7.1f}",
+             f"{reached:7.1f}", f"{100 * (res.mean - lam_n) / lam_n:+7.1f} %",
+             f"{res.step_size:9.2e}"]  # fmt: skip
+    for dtype in (torch.float32, torch.float64):
+        mean, sd, eps = from_points(model, data, nbeta, gamma, start, dtype)
+        cells += [f"{100 * (mean - lam_n) / lam_n:+7.1f} % ± {100 * sd / lam_n / 8**0.5:.1f}",
+                  f"{eps:9.2e}"]  # fmt: skip
+    print(" | ".join(cells) + f" | {t_gibbs:.0f} / {t_default:.0f}", flush=True)
+    return model, data, nbeta, gamma, start, lam_n
+
+
+def main(quick: bool) -> None:
+    specs = [s for s in SUITE if s.name.startswith("DLN 6-5-4-6")] if quick else [
+        *(s for s in SUITE if s.name.startswith("DLN 20x6")),
+        *(s for s in SUITE_LARGE if s.name.startswith(("DLN 50x5", "DLN 60x6"))),
+    ]  # fmt: skip
+    print(f"{DRAWS} draws, {CHAINS} chains, batch {BATCH}, γ = {DEFAULT_LOCALIZATION}, n = {N}, "
+          f"seed {SEED}; errors against λ_n; ± the spread of chain means / √chains")  # fmt: skip
+    print(" | ".join(["model", "d", "λ_n", "E‖w−w*‖ posterior", "from w*: ‖w−w*‖",
+                      "from w*: λ̂ − λ_n", "ε", "from posterior f32: λ̂ − λ_n", "ε",
+                      "from posterior f64: λ̂ − λ_n", "ε", "s Gibbs / default"]))  # fmt: skip
+    rows = [row(spec, sweeps=300 if quick else 2000) for spec in specs]
+    print(
+        f"\nplain full-batch Langevin from the posterior draws of {specs[-1].name}, "
+        "300 steps, against λ_n:"
+    )
+    for line in storage(*rows[-1], steps=40 if quick else 300):
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main("--quick" in sys.argv)
