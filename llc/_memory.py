@@ -97,10 +97,10 @@ def _cpu_reader():
 class PeakMemory:
     """Context: the peak growth of memory in use on ``device`` while it is entered.
 
-    A thread reads the memory in use every ``POLL_SECONDS``; on CUDA the allocator's own peak
-    counter makes it exact whenever the block's peak exceeds the device's earlier peak (the
-    counter is never reset: it is the caller's). The measure is process-wide: allocations of
-    other threads in the meantime count too.
+    A thread reads the memory in use every ``interval`` seconds (0: as often as it can); on
+    CUDA the allocator's own peak counter makes it exact whenever the block's peak exceeds the
+    device's earlier peak (the counter is never reset: it is the caller's). The measure is
+    process-wide: allocations of other threads in the meantime count too.
 
     Attributes
     ----------
@@ -116,18 +116,24 @@ class PeakMemory:
         self.peak: int | None = None
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
+        self._started.set()
+        while not self._stop.is_set():
             self._high = max(self._high, self._read())
+            if self.interval:
+                self._stop.wait(self.interval)
+            else:
+                time.sleep(0)  # as often as it can, letting the measured thread take the GIL
 
     def __enter__(self) -> PeakMemory:
         if self._read is None:
             return self
-        self._stop = threading.Event()
+        self._stop, self._started = threading.Event(), threading.Event()
         if self.device.type == "cuda":
             self._counter = torch.cuda.max_memory_allocated(self.device)
         self._base = self._high = self._read()
         self._thread = threading.Thread(target=self._poll, daemon=True, name="llc-memory")
         self._thread.start()
+        self._started.wait()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -156,37 +162,15 @@ def peak_of(fn, device: torch.device, min_seconds: float = 0.2, min_calls: int =
     ``min_seconds`` have passed: a reading waits for the GIL (up to 5 ms while the caller runs
     Python), so a peak briefer than that is caught only over many calls."""
     device = torch.device(device)
-    read, _ = _reader(device)
-    if read is None:
+    if _reader(device)[0] is None:
         raise ValueError("max_memory needs memory readings, which this platform does not give")
     fn()  # buffers that libraries allocate at a first call and keep are not the evaluation's
-    cuda = device.type == "cuda"
-    counter = torch.cuda.max_memory_allocated(device) if cuda else 0
-    base = high = read()
-    started, done = threading.Event(), threading.Event()
-
-    def poll():
-        nonlocal high
-        started.set()
-        while not done.is_set():
-            high = max(high, read())
-            time.sleep(0)  # let the evaluating thread take the GIL
-
-    thread = threading.Thread(target=poll, daemon=True, name="llc-memory-probe")
-    thread.start()
-    started.wait()
-    try:
+    with PeakMemory(device, interval=0.0) as meter:
         calls, until = 0, time.perf_counter() + min_seconds
         while calls < min_calls or time.perf_counter() < until:
             fn()
             calls += 1
-    finally:
-        done.set()
-        thread.join()
-    high = max(high, read())
-    if cuda and torch.cuda.max_memory_allocated(device) > counter:  # exact: a new peak was set
-        high = max(high, torch.cuda.max_memory_allocated(device))
-    return max(0, high - base)
+    return meter.peak
 
 
 @dataclass(frozen=True)
