@@ -3,8 +3,10 @@
 For each size, a DLN at a normal-form teacher with realizable data (n = 10⁴) is estimated by
 ``llc.estimate_llc`` at its defaults (or with ``--budget`` seconds), and its exact target λ_n
 comes from the Gibbs sampler ``theory.dln_gibbs_llc`` on the same device. Prints one row per
-size: λ, λ_n ± MCSE, λ̂ ± MCSE, the error against λ_n, R-hat, the steps run and the seconds of
-each. Target (issue 16): within 5 % of λ_n, at most 5 minutes per call.
+size: λ, λ_n ± MCSE, λ̂ ± MCSE, the error against λ_n, R-hat, how far the chains got from w*
+against the posterior's spread (E‖w − w*‖; `bench/llc_posterior_start.py` says why that matters),
+the steps run and the seconds of each. Target (issue 16): within 5 % of λ_n, at most 5 minutes
+per call.
 
     python bench/gpu_llc.py --device cuda                 # 10⁵, 10⁶, 4·10⁶ parameters
     python bench/gpu_llc.py --device cuda --budget 240    # a time budget instead of the cap
@@ -16,9 +18,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from llc import estimate_llc
+from llc.observables import Distance
 from theory.gibbs import dln_gibbs_llc
 from theory.models import normal_form_teacher, teacher_student_data
 
@@ -48,13 +52,21 @@ def run(name, widths, rank, *, n, device, seed, budget, sweeps):
     data = (x.to(device), y.to(device))
     _sync(device)
     t0 = time.perf_counter()
-    res = estimate_llc(model, data, seed=seed, progress=False, budget=budget)
+    res = estimate_llc(
+        model, data, seed=seed, progress=False, budget=budget, observables=[Distance()]
+    )
     _sync(device)
     t_est = time.perf_counter() - t0
+    reached = float(np.sqrt(res.observables["distance"]).mean())
+    w0 = [p.detach().double().cpu().numpy() for p in model.parameters()]
+
+    def spread(ws):  # ‖w − w*‖ per chain
+        return np.sqrt(sum(((w - c[None]) ** 2).sum((1, 2)) for w, c in zip(ws, w0)))[:, None]
+
     t0 = time.perf_counter()
     ref = dln_gibbs_llc(
         model, data, nbeta=res.nbeta, localization=res.localization, num_chains=4,
-        num_sweeps=sweeps, seed=seed, progress=False, device=device,
+        num_sweeps=sweeps, seed=seed, progress=False, device=device, observe=spread,
     )  # fmt: skip
     t_gibbs = time.perf_counter() - t0
     d = sum(p.numel() for p in model.parameters())
@@ -62,7 +74,8 @@ def run(name, widths, rank, *, n, device, seed, budget, sweeps):
     steps = f"{res.num_burnin} ({res.config['spreading_steps']}) + {res.num_draws}"
     return (
         f"| {name} | {d:,} | {exact:.1f} | {ref.mean:.1f} ± {ref.mcse:.1f} | "
-        f"{res.mean:.1f} ± {res.mcse:.1f} | {100 * rel:+.1f} % | {res.r_hat:.3f} | {steps} | "
+        f"{res.mean:.1f} ± {res.mcse:.1f} | {100 * rel:+.1f} % | {res.r_hat:.3f} | "
+        f"{reached:.1f} of {ref.observed.mean[0]:.1f} | {steps} | "
         f"{t_est:.0f} | {t_gibbs:.0f} |"
     )
 
@@ -83,10 +96,10 @@ def main(argv=None) -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {where}; n = {args.n}; seed {args.seed}; budget {args.budget or 'work cap'}")
     print(
-        "| model | d | λ | λ_n (Gibbs) | λ̂ ± MCSE | λ̂ − λ_n | R-hat | warm-up (spreading)"
-        " + draws | s (λ̂) | s (λ_n) |"
+        "| model | d | λ | λ_n (Gibbs) | λ̂ ± MCSE | λ̂ − λ_n | R-hat | ‖w − w*‖ reached of"
+        " posterior | warm-up (spreading) + draws | s (λ̂) | s (λ_n) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for key in keys:
         name, widths, rank = table[key]
         row = run(
