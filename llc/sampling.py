@@ -170,7 +170,11 @@ class Chains:
         pot = self.potential
         if self._planned == "timed":
             return FasterOf(pot.value_and_grad, self._sequential, device=pot.device)
-        return self._sequential if self._planned == "sequential" else pot.value_and_grad
+        return self._planned_fn()
+
+    def _planned_fn(self):
+        """One chain after another where so planned, else batched (timed: batched)."""
+        return self._sequential if self._planned == "sequential" else self.potential.value_and_grad
 
     @property
     def execution(self) -> str:
@@ -212,9 +216,7 @@ class Chains:
     def evaluate(self, position, batch, chain_batch: int):
         """``(L_B, ∇L_B)`` on ``batch``, ``chain_batch`` at a time, one after another where
         the run is planned so (timed: batched, the way that holds more at once)."""
-        sequential = self._planned == "sequential"
-        fn = self._sequential if sequential else self.potential.value_and_grad
-        return fn(position, batch, chain_batch=chain_batch)
+        return self._planned_fn()(position, batch, chain_batch=chain_batch)
 
     def value_and_grad(self, position, idx):
         """``(L_B, ∇L_B)`` at every chain's position on its minibatch ``idx`` (with a process
