@@ -18,7 +18,7 @@ from ._budget import limits as budget_limits
 from ._carry import Carry, carried_positions, hand_over
 from ._data import LossFn
 from ._distributed import check_across_processes
-from ._memory import PeakMemory, check_max_memory, format_bytes, plan_chain_batch
+from ._memory import PeakMemory, format_bytes, plan_chain_batch
 from ._precision import check_precision
 from ._precision import matmul_precision as precision_context
 from .adaptation import draws
@@ -476,6 +476,6 @@ def _plan_memory(chains: Chains, s: LLCSettings) -> dict:
     """Set ``chain_batch`` under ``max_memory`` (if given); how it was chosen, for the config."""
     if s.max_memory is None:
         return {}
-    plan = plan_chain_batch(chains, check_max_memory(s.max_memory))
+    plan = plan_chain_batch(chains, s.max_memory)
     chains.chain_batch = plan.chain_batch
     return plan.describe()

@@ -60,11 +60,12 @@ class LLCSettings:
     num_threads: int | None = None
     spread: bool = True
     budget: float | None = None
-    max_memory: int | str | None = None
+    max_memory: int | str | None = None  # bytes after validation
 
     def __post_init__(self) -> None:
         _positive("budget", self.budget)
-        check_max_memory(self.max_memory)
+        # Kept in bytes: read once here, used by the plan and shown in the config.
+        object.__setattr__(self, "max_memory", check_max_memory(self.max_memory))
         if self.max_memory is not None and self.chain_batch is not None:
             raise ValueError(
                 "give chain_batch or max_memory, not both (max_memory chooses chain_batch)"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -31,6 +32,7 @@ def test_notebook_outputs_are_stored_and_small(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # the kernel's share
     # a kernel of this interpreter, found first on JUPYTER_PATH: a "python3" kernelspec left
     # in the user's folder may point at another environment
     spec = tmp_path / "kernels" / "slt-interp-tests"

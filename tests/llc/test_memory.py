@@ -16,6 +16,7 @@ from llc.sampling import Chains
 from ._live_bytes import LiveBytes
 
 MiB = 2**20
+pytestmark = pytest.mark.alone  # polled readings: a busy neighbour makes them miss brief peaks
 
 
 def _mlp(width=64, n=600, seed=0):
@@ -99,7 +100,8 @@ def test_the_readings_stop_their_thread_and_survive_zero_and_reuse(monkeypatch):
                 x = torch.ones(MiB)
                 time.sleep(0.01)
                 del x
-            assert meter.peak >= 4 * MiB
+            # process-wide: another thread's frees meanwhile (the test runner's) move it a little
+            assert meter.peak >= 4 * MiB - 64 * 1024
 
 
 def test_the_meter_sees_a_held_allocation_once():
