@@ -22,14 +22,14 @@ def _net(kind: str) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
 
 
-def _train(kind: str, tracker=None, steps: int = 12):
-    """A seeded training run (minibatches and dropout from the global RNG)."""
+def _train(kind: str, tracker=None, steps: int = 12, device: str = "cpu"):
+    """A seeded training run (minibatches and dropout from the global RNGs)."""
     torch.manual_seed(0)
-    model = _net(kind)
-    x, y = torch.randn(64, 3), torch.randn(64, 2)
+    model = _net(kind).to(device)
+    x, y = torch.randn(64, 3, device=device), torch.randn(64, 2, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for t in range(steps):
-        idx = torch.randint(0, 64, (16,))
+        idx = torch.randint(0, 64, (16,), device=device)
         loss = ((model(x[idx]) - y[idx]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -40,13 +40,18 @@ def _train(kind: str, tracker=None, steps: int = 12):
     return model, opt, torch.get_rng_state(), cuda
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("kind", ["dropout", "batchnorm"])
-def test_tracking_does_not_perturb_training(kind):
+def test_tracking_does_not_perturb_training(kind, device):
+    # on CUDA the dropout masks, minibatch indices and the chains all draw on the device
     torch.manual_seed(123)
-    data = (torch.randn(64, 3), torch.randn(64, 2))
-    plain = _train(kind)
+    data = (torch.randn(64, 3, device=device), torch.randn(64, 2, device=device))
+    plain = _train(kind, device=device)
     tracker = llc.LLCTracker(data, every=4, progress=False, seed=5, **FAST)
-    tracked = _train(kind, tracker)
+    tracked = _train(kind, tracker, device=device)
     assert len(tracker.records) == 3  # steps 0, 4, 8
     assert tracked[0].training  # the mode is restored
     for (na, a), (nb, b) in zip(
