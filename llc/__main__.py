@@ -88,7 +88,7 @@ def _validate(args: argparse.Namespace) -> int:
         level = args.matmul_precision or "the caller's"
         print(
             f"\n{label} suite: n = {args.n}, labels {where}, sampler {args.sampler}, "
-            f"matmul precision {level}"
+            f"matmul precision {level}, device {args.device or 'cpu'}"
         )
         print(HEADER)
         rows = run_suite(
@@ -101,6 +101,7 @@ def _validate(args: argparse.Namespace) -> int:
             sampler=args.sampler,
             spread=not args.no_spread,
             matmul_precision=args.matmul_precision,
+            device=args.device,
         )
         print()
         print(format_table(rows))
@@ -116,7 +117,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._cli import nonnegative_int, positive_int
+    from ._cli import device, nonnegative_int, positive_int
 
     parser = argparse.ArgumentParser(
         prog="python -m llc", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -143,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["highest", "high", "medium"],
         default=None,
         help="torch's float32 matmul precision inside each call (default: left alone)",
+    )
+    v.add_argument(
+        "--device",
+        type=device,
+        default=None,
+        help="where the chains run, e.g. cuda (default the CPU); "
+        "the exact targets are computed on the CPU",
     )
     v.add_argument("--out", default="validate_out", help="folder for the PNG figures")
     v.add_argument("--progress", action="store_true", help="show progress bars")

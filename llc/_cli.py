@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["nonnegative_int", "positive_int"]
+import torch
+
+from ._checks import resolve_device
+
+__all__ = ["device", "nonnegative_int", "positive_int"]
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -25,3 +29,12 @@ def nonnegative_int(text: str) -> int:
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count)."""
     return _integer(text, 1)
+
+
+def device(text: str) -> str:
+    """A device this machine has: 'cpu', 'cuda', 'cuda:1'."""
+    try:
+        resolve_device(text, torch.device("cpu"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

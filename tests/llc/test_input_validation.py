@@ -129,6 +129,18 @@ def test_cli_bad_seed_is_an_argparse_error(seed):
     assert run.returncode == 2 and "--seed" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("device", ["nosuch", "cuda:99"])
+def test_cli_bad_device_is_an_argparse_error(device):
+    run = subprocess.run(
+        [sys.executable, "-m", "llc", "validate", "--quick", "--device", device],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "--device" in run.stderr and "Traceback" not in run.stderr
+    assert "device" in run.stderr.split("--device", 1)[1]  # the reason, after the flag
+
+
 class _Stream(IterableDataset):
     def __iter__(self):
         x = _x()
