@@ -118,27 +118,19 @@ def test_bad_seed(one_thread, seed):
     _refused("seed", _mlp(), (_x(), torch.zeros(64, 2)), seed=seed)
 
 
-@pytest.mark.parametrize("seed", ["-1", "1.5"])
-def test_cli_bad_seed_is_an_argparse_error(seed):
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--seed", "-1"), ("--seed", "1.5"), ("--device", "nosuch"), ("--device", "cuda:99")],
+)
+def test_cli_bad_value_is_an_argparse_error(flag, value):
     run = subprocess.run(
-        [sys.executable, "-m", "llc", "validate", "--quick", "--seed", seed],
+        [sys.executable, "-m", "llc", "validate", "--quick", flag, value],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert run.returncode == 2 and "--seed" in run.stderr and "Traceback" not in run.stderr
-
-
-@pytest.mark.parametrize("device", ["nosuch", "cuda:99"])
-def test_cli_bad_device_is_an_argparse_error(device):
-    run = subprocess.run(
-        [sys.executable, "-m", "llc", "validate", "--quick", "--device", device],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 2 and "--device" in run.stderr and "Traceback" not in run.stderr
-    assert "device" in run.stderr.split("--device", 1)[1]  # the reason, after the flag
+    assert run.returncode == 2 and flag in run.stderr and "Traceback" not in run.stderr
+    assert "expected" in run.stderr or "device" in run.stderr.split(flag, 1)[1]  # the reason
 
 
 class _Stream(IterableDataset):
