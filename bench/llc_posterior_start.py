@@ -118,9 +118,14 @@ def _name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def row(spec, sweeps):
+def setup(spec):
+    """The model at w*, its data, and the default nβ and γ."""
     model, data, _ = build(spec, N, seed=SEED)
-    nbeta, gamma = N / math.log(N), DEFAULT_LOCALIZATION
+    return model, data, N / math.log(N), DEFAULT_LOCALIZATION
+
+
+def row(spec, sweeps):
+    model, data, nbeta, gamma = setup(spec)
     t = time.perf_counter()
     lam_n, spread, start = gibbs(model, data, nbeta, gamma, sweeps)
     t_gibbs = time.perf_counter() - t
@@ -142,8 +147,7 @@ def row(spec, sweeps):
 def dispersed(scales=(0.0, 0.05, 0.2, 0.5, 1.0)) -> None:
     """``--disperse``: (2) from ``w* + s·N(0, I)`` on DLN 20x6, in float32."""
     spec = next(s for s in SUITE if s.name.startswith("DLN 20x6"))
-    model, data, _ = build(spec, N, seed=SEED)
-    nbeta, gamma = N / math.log(N), DEFAULT_LOCALIZATION
+    model, data, nbeta, gamma = setup(spec)
     center = Potential(model, data).center
     gen = torch.Generator().manual_seed(1)
     print(f"{spec.name}, seed {SEED}: carried warm-up and {DRAWS} draws from w* + s·N(0, I)")
