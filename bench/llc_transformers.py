@@ -3,10 +3,11 @@
 Measures the wall time of SGLD on the next-token loss, as seconds per 1,000 steps of 8 chains,
 for three ways of running the same chains (same ε, γ, nβ, batch, Euler scheme):
 
-1. ``llc.estimate_llc`` (all chains in one batched ``vmap`` computation), fixed step size, no
-   warm-up, no preconditioning or noise compensation. Timed as the difference of two calls with
-   ``--llc-base`` and ``--llc-base`` + S draws, divided by S, so that construction, the losses
-   at w* on all n sequences and other per-call overhead cancel.
+1. ``llc.estimate_llc`` at its default way (all chains in one batched ``vmap`` computation, or
+   on the CPU one chain after another for models whose tensors are large: the ``way`` column),
+   fixed step size, no warm-up, no preconditioning or noise compensation. Timed as the
+   difference of two calls with ``--llc-base`` and ``--llc-base`` + S draws, divided by S, so
+   that construction, the losses at w* on all n sequences and other per-call overhead cancel.
 2. "loop": a plain sequential autograd loop, devinterp's way: per chain a deep copy of the
    model, per step a minibatch forward, ``loss.backward()`` and the update
    ``w -= ε/2 (nβ ∇L_B + γ (w − w*)) + √ε ξ`` with torch ops on the parameters.
@@ -35,6 +36,7 @@ import argparse
 import copy
 import math
 import time
+import warnings
 
 import torch
 from devinterp.optim import SGMCMC
@@ -129,22 +131,25 @@ def time_sequential(method, model, tokens, steps, *, chains, eps, gamma, nbeta, 
     return total
 
 
-def time_llc(model, tokens, steps, *, base, chains, eps, gamma, nbeta, batch) -> float:
-    """Seconds for ``steps`` draws of estimate_llc: (base + steps draws) − (base draws)."""
+def time_llc(model, tokens, steps, *, base, chains, eps, gamma, nbeta, batch) -> tuple:
+    """``(seconds, way)``: seconds for ``steps`` draws of estimate_llc, (base + steps draws) −
+    (base draws), and the way it evaluated the chains (batched or sequential)."""
+    ways = []
 
     def call(draws: int) -> float:
         sync(tokens.device)
         t0 = time.perf_counter()
-        llc.estimate_llc(
+        r = llc.estimate_llc(
             model, tokens, loss="next_token", step_size=eps, localization=gamma, nbeta=nbeta,
             num_chains=chains, num_burnin=0, num_draws=draws, batch_size=batch, scheme="euler",
             precondition=False, compensate_noise=False, progress=False, seed=0,
         )  # fmt: skip
         sync(tokens.device)
+        ways.append(r.config["execution"].split(":")[0])
         return time.perf_counter() - t0
 
     call(base)  # warm-up: first vmap / autograd traces, allocator
-    return call(base + steps) - call(base)
+    return call(base + steps) - call(base), ways[-1]
 
 
 def main() -> None:
@@ -161,6 +166,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smallest sizes, few steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # small models on a shared machine: threads only contend
+    # a few draws at an untrained w*: the estimates mean nothing here, only the times
+    warnings.filterwarnings("ignore", category=llc.LLCWarning)
     device = torch.device(args.device)
     sizes = ["small"] if args.quick else args.sizes.split(",")
     scale = 0.25 if args.quick else args.steps_scale
@@ -176,7 +183,7 @@ def main() -> None:
     )
     head = (
         f"{'model':<20}{'d':>10}{'steps':>7}{'llc s':>10}{'loop s':>10}{'devinterp s':>13}"
-        f"{'loop/llc':>10}{'devinterp/llc':>15}"
+        f"{'loop/llc':>10}{'devinterp/llc':>15}  way"
     )
     print(head + "\n" + "-" * len(head), flush=True)
     kw = dict(chains=args.chains, eps=eps, gamma=gamma, nbeta=nbeta, batch=args.batch)
@@ -186,12 +193,13 @@ def main() -> None:
             d = sum(p.numel() for p in model.parameters())
             steps = max(2, round(STEPS[device.type][size] * scale))
             per_k = 1000 / steps
-            t_llc = time_llc(model, tokens, steps, base=args.llc_base, **kw) * per_k
+            t_llc, way = time_llc(model, tokens, steps, base=args.llc_base, **kw)
+            t_llc *= per_k
             t_loop = time_sequential("loop", model, tokens, steps, **kw) * per_k
             t_dev = time_sequential("devinterp", model, tokens, steps, **kw) * per_k
             print(
                 f"{kind + ' ' + size:<20}{d:>10,}{steps:>7}{t_llc:>10.1f}{t_loop:>10.1f}"
-                f"{t_dev:>13.1f}{t_loop / t_llc:>9.1f}×{t_dev / t_llc:>14.1f}×",
+                f"{t_dev:>13.1f}{t_loop / t_llc:>9.1f}×{t_dev / t_llc:>14.1f}×  {way}",
                 flush=True,
             )
 

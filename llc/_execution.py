@@ -6,9 +6,16 @@ weights becomes a grouped convolution over ``(batch, chain·channels, H, W)``, a
 elementwise operations after it work on strided views of it. On a small CNN at batch 512 the
 batched step measured 1.5–2× slower than eight plain passes.
 
-The default way (:func:`default_way`) is decided from the model, never from the clock, so that
-the same seed gives the same bits on a loaded machine as on an idle one: one chain after
-another for a model that calls a convolution on the CPU, all chains in one pass otherwise.
+Attention batched over chains is written out as matmuls (:mod:`llc._attention`), where one chain
+at a time uses torch's fused attention kernel. On transformers on the CPU batching pays while
+the tensors are small (per-operation overhead dominates) and costs once they are large
+(``docs/design.md``): the measure is the mean size of the tensors the forward pass's torch
+calls return (:func:`mean_call_size`), on one chain's minibatch.
+
+The default way (:func:`default_way`) is decided from the model and the batch size, never from
+the clock, so that the same seed gives the same bits on a loaded machine as on an idle one: one
+chain after another on the CPU for a model that calls a convolution, or attention with calls of
+more than :data:`ATTENTION_CALL_SIZE` elements on average; all chains in one pass otherwise.
 :class:`FasterOf` (``vectorize="timed"``) times both ways on the first steps instead and keeps
 the faster; the two ways compute the same gradient up to float rounding, so a timed run is
 reproducible only up to rounding.
@@ -24,14 +31,18 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "CONVOLUTIONS", "FasterOf", "MARGIN", "TRIALS", "calls_any", "check_vectorize",
-    "default_way",
+    "ATTENTION_CALL_SIZE", "CONVOLUTIONS", "FasterOf", "MARGIN", "TRIALS", "calls_any",
+    "check_vectorize", "default_way", "mean_call_size",
 ]  # fmt: skip
 
 # the functional forms that nn.Conv*d and nn.ConvTranspose*d call
 CONVOLUTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
                 F.conv_transpose3d, torch.convolution)  # fmt: skip
 
+# elements per call above which an attention model runs one chain at a time on the CPU; the
+# batched step measured 1.17× the sequential one at 11.5k (TinyTransformer d_model 16), 0.89× and
+# 0.98× at 21.4k and 21.9k (GPT-2 16, TinyTransformer 32), 0.74–0.88× from 42k (docs/design.md)
+ATTENTION_CALL_SIZE = 16_000
 TRIALS = 3  # timed calls of each way, after one untimed call each
 MARGIN = 1.2  # the loop must be this much faster to be chosen (keeps borderline models batched)
 
@@ -122,9 +133,33 @@ def calls_any(funcs, fn, *args) -> bool:
     return probe.seen
 
 
-def default_way(pot) -> tuple[str, str]:
-    """``(way, why)`` for ``vectorize=None``: ``"sequential"`` for a model on the generic path
-    that calls a convolution on the CPU and draws no random numbers, else ``"batched"``."""
+class _CallSizes(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.calls, self.elements = 0, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.calls += 1
+            self.elements += out.numel()
+        return out
+
+
+def mean_call_size(fn, *args) -> float:
+    """The mean number of elements of the tensors that the torch calls of ``fn(*args)`` return
+    (one evaluation, without gradients)."""
+    sizes = _CallSizes()
+    with torch.no_grad(), sizes:
+        fn(*args)
+    return sizes.elements / max(sizes.calls, 1)
+
+
+def default_way(pot, batch_size: int) -> tuple[str, str]:
+    """``(way, why)`` for ``vectorize=None`` and minibatches of ``batch_size`` samples:
+    ``"sequential"`` for a model on the generic path that draws no random numbers and, on the
+    CPU, calls a convolution, or attention with calls above :data:`ATTENTION_CALL_SIZE`
+    elements (``pot.call_size(batch_size)``); else ``"batched"``."""
     if not pot.generic:
         return "batched", "the MLP path"
     if pot.stochastic:
@@ -133,6 +168,17 @@ def default_way(pot) -> tuple[str, str]:
         return "sequential", (
             "the model calls a convolution on the CPU (batched, it becomes a slower grouped "
             "convolution)"
+        )
+    if pot.attention and pot.device.type == "cpu":
+        size = pot.call_size(batch_size)
+        if size > ATTENTION_CALL_SIZE:
+            return "sequential", (
+                f"the model calls attention on the CPU, on tensors of {size:,.0f} elements per "
+                f"call (over {ATTENTION_CALL_SIZE:,}: one chain at a time, torch's fused kernel)"
+            )
+        return "batched", (
+            f"the generic path (attention on tensors of {size:,.0f} elements per call, at most "
+            f"{ATTENTION_CALL_SIZE:,})"
         )
     return "batched", "the generic path"
 

@@ -191,6 +191,18 @@ class FlatModel:
 
         return self._in_context(vmap(one, in_dims=(0, None, None), randomness="different"))
 
+    def per_sample_loss_fn(self, loss: LossFn, sequential: bool) -> Callable[..., torch.Tensor]:
+        """:meth:`batched_per_sample_loss`, or the same one chain after another."""
+        if not sequential:
+            return self.batched_per_sample_loss(loss)
+        return _one_chain_at_a_time(lambda w, x, y: self.per_sample_loss(w, x, y, loss))
+
+    def outputs_loss_fn(self, fn: Callable, sequential: bool) -> Callable[..., torch.Tensor]:
+        """:meth:`batched_outputs_loss`, or the same one chain after another."""
+        if not sequential:
+            return self.batched_outputs_loss(fn)
+        return _one_chain_at_a_time(lambda w, x, y: fn(self.forward(w, x), y))
+
     def batched_value_and_grad(
         self, loss: LossFn, *, mlp_path: bool = True, plan=None
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -315,6 +327,15 @@ def _loop_when_unbatchable(batched: Callable, one: Callable) -> Callable:
                     stacklevel=2,
                 )
         return torch.stack([one(w[c], _chain(x, c), y[c]) for c in range(w.shape[0])])
+
+    return call
+
+
+def _one_chain_at_a_time(one: Callable) -> Callable[..., torch.Tensor]:
+    """``(W, X, Y) -> stack of one(W_c, X, Y)``: chains ``W: (C, D)``, ``X`` shared."""
+
+    def call(w, x, y):
+        return torch.stack([one(wc, x, y) for wc in w])
 
     return call
 

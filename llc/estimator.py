@@ -293,10 +293,14 @@ def estimate_llc(
         :mod:`llc.devinterp_backend`.
     vectorize : bool or "timed", optional
         Evaluate all chains in one vmapped pass (True) or one after another with plain
-        autograd (False). Default: decided from the model, one after another for a model on
-        the generic path that calls a convolution on the CPU (batched, a convolution becomes a
-        grouped one, 1.5–2× slower), batched otherwise; ``config["execution"]`` says which and
-        why. ``"timed"``: time both ways on the first steps and keep the faster; the two differ
+        autograd (False). Default: decided from the model and the batch size, one after another
+        for a model on the generic path that, on the CPU, calls a convolution (batched, a
+        convolution becomes a grouped one, 1.5–2× slower) or attention on large tensors (over
+        ``llc._execution.ATTENTION_CALL_SIZE`` elements per call; batched, attention is written
+        out as matmuls, up to 1.35× slower than torch's fused kernel one chain at a time),
+        batched otherwise; the observables' probe losses follow the same rule.
+        ``config["execution"]`` says which and why. ``"timed"``: time both ways on the first
+        steps and keep the faster; the two differ
         in float rounding only, so a timed run is reproducible up to rounding, not bitwise.
     num_threads : int, optional
         Torch's intra-op threads while sampling, in the calling thread only (restored after).

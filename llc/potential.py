@@ -41,7 +41,7 @@ from ._data import (
     resolve_loss,
     take,
 )
-from ._execution import CONVOLUTIONS, calls_any
+from ._execution import CONVOLUTIONS, calls_any, default_way, mean_call_size
 from ._functional import FlatModel, chunked
 from ._precision import check_precision, precise
 from ._precision import matmul_precision as precision_context
@@ -224,6 +224,9 @@ class Potential:
         The gradients go through ``vmap`` (False: the hand-written MLP path of :mod:`llc._mlp`).
     convolutional : bool
         The model calls a convolution (``torch.nn.functional.conv*``).
+    attention : bool
+        The model calls torch's attention (``F.scaled_dot_product_attention`` or
+        ``F.multi_head_attention_forward``).
 
     Notes
     -----
@@ -319,8 +322,8 @@ class Potential:
                 y = check_class_targets(out, y)
             self.targets = y
             check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
-            if calls_attention(self.forward, self.center, head):
-                self._flat = self._flat.with_attention(True)
+            self.attention = calls_attention(self.forward, self.center, head)
+            self._flat = self._flat.with_attention(self.attention)
             self.center_losses = self.losses(self.center)
             # after ℓ_i(w*): a dropout model's masks there stay those of earlier versions
             self.convolutional = calls_any(CONVOLUTIONS, self.forward, self.center, head)
@@ -334,7 +337,7 @@ class Potential:
         )
         self._sequential = self._flat.sequential_value_and_grad(self.loss_fn)
         self._hvp = self._flat.batched_hvp(self.loss_fn)
-        self._per_sample = self._flat.batched_per_sample_loss(self.loss_fn)
+        self._call_sizes: dict[int, float] = {}
 
     # -- what it is ---------------------------------------------------------------------------
     @property
@@ -437,6 +440,21 @@ class Potential:
         """``∇²L_B(w_c) v_c`` per chain, shape (chain, D)."""
         return chunked(self._hvp, (w, v, *batch), chain_batch or w.shape[0]).detach()
 
+    def call_size(self, batch_size: int) -> float:
+        """The mean number of elements of the tensors that the forward pass's torch calls
+        return, on the first ``batch_size`` samples (:func:`llc._execution.mean_call_size`)."""
+        m = min(batch_size, self.n)
+        if m not in self._call_sizes:
+            with self.model_rng(0), precision_context(self.matmul_precision):
+                head = narrow(self.inputs, 0, m)
+                self._call_sizes[m] = mean_call_size(self.forward, self.center, head)
+        return self._call_sizes[m]
+
+    def _one_at_a_time(self, m: int) -> bool:
+        """Whether probe losses on ``m`` samples are evaluated one chain at a time: the default
+        way of :func:`llc._execution.default_way` at that size."""
+        return default_way(self, m)[0] == "sequential"
+
     @torch.no_grad()
     @precise
     def per_sample_losses(
@@ -444,8 +462,11 @@ class Potential:
     ) -> torch.Tensor:
         """``ℓ(f_{w_c}(x_i), y_i)`` for chains ``w`` (chain, D) on shared samples (m, ...):
         shape (chain, m), evaluated ``chunk`` samples at a time."""
+        fn = self._flat.per_sample_loss_fn(
+            self.loss_fn, self._one_at_a_time(min(chunk, targets.shape[0]))
+        )
         parts = [
-            self._per_sample(w, narrow(inputs, i, chunk), targets[i : i + chunk])
+            fn(w, narrow(inputs, i, chunk), targets[i : i + chunk])
             for i in range(0, targets.shape[0], chunk)
         ]
         return torch.cat(parts, dim=1)
@@ -463,7 +484,9 @@ class Potential:
                 f"per-token losses need loss='next_token' (a loss with .per_token), got "
                 f"{self.loss_name!r}"
             )
-        fn = self._flat.batched_outputs_loss(per_token)
+        fn = self._flat.outputs_loss_fn(
+            per_token, self._one_at_a_time(min(chunk, targets.shape[0]))
+        )
         parts = [
             fn(w, narrow(inputs, i, chunk), targets[i : i + chunk])
             for i in range(0, targets.shape[0], chunk)

@@ -41,12 +41,12 @@ def _given_way(vectorize) -> str | None:
     return None if not isinstance(vectorize, bool) else ("batched" if vectorize else "sequential")
 
 
-def _planned_way(pot: Potential, vectorize) -> str:
+def _planned_way(pot: Potential, vectorize, batch_size: int) -> str:
     """``"batched"``, ``"sequential"`` or ``"timed"`` (a model on the generic path that draws
     no random numbers: with dropout the masks must keep their order)."""
     if vectorize == "timed" and pot.generic and not pot.stochastic:
         return "timed"
-    return _given_way(vectorize) or default_way(pot)[0]
+    return _given_way(vectorize) or default_way(pot, batch_size)[0]
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -129,7 +129,7 @@ class Chains:
         self.chain_batch = chain_batch or self.num_chains
         self.vectorize = vectorize
         self._evaluate = None  # built at the first evaluation
-        self._planned = _planned_way(potential, vectorize)
+        self._planned = _planned_way(potential, vectorize, randomness.batch_size)
         # one chain after another, convolutions round differently with the thread count: hold
         # the caller's count, so that no bit depends on the machine's load
         follow = self._planned != "sequential"
@@ -185,7 +185,7 @@ class Chains:
             return "timed: not evaluated yet"
         if _given_way(self.vectorize):
             return f"{_given_way(self.vectorize)}: given (vectorize={self.vectorize})"
-        return ": ".join(default_way(self.potential))
+        return ": ".join(default_way(self.potential, self.randomness.batch_size))
 
     def close(self) -> None:
         """Stop the noise threads (large models draw their noise on a thread pool)."""

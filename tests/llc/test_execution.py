@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import llc
-from llc._execution import FasterOf
+from llc._execution import ATTENTION_CALL_SIZE, FasterOf, mean_call_size
 from llc._threads import ThreadControl, busy_cores_of_others
 from llc.zoo import TinyTransformer, markov_tokens
 
@@ -175,6 +175,42 @@ def test_the_default_way_comes_from_the_model_and_its_bits_not_from_the_load(mon
     assert estimate(functional, data).config["execution"].startswith("sequential")
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.Linear(16, 10))
     assert estimate(mlp, data).config["execution"] == "batched: the generic path"
+
+
+def test_mean_call_size_counts_the_returned_tensors():
+    x = torch.ones(4, 3)
+    # x.sum(1): 4 elements; torch.outer: 16; .shape is no tensor
+    assert (
+        mean_call_size(lambda t: torch.outer(t.sum(1), t.sum(1)[:4]).shape, x)
+        == (4 + 4 + 4 + 16) / 4
+    )
+
+
+def test_attention_on_the_cpu_runs_one_chain_at_a_time_above_the_call_size(monkeypatch):
+    """A transformer whose calls return more than ATTENTION_CALL_SIZE elements runs one chain
+    at a time on the CPU by default, bit for bit the sequential way; below it, batched; with
+    dropout active it stays batched (the masks keep their order)."""
+    tokens, _ = markov_tokens(64, 8, 11, seed=0)
+    kw = dict(loss="next_token", batch_size=8, num_chains=3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = TinyTransformer(11, 8, d_model=16, n_heads=2, n_layers=1)
+        dropout = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True).train()
+    small = estimate(model, tokens, **kw)
+    assert small.config["execution"].startswith("batched: the generic path (attention on")
+    size = llc.Potential(model, tokens, loss="next_token").call_size(8)
+    assert 100 < size < ATTENTION_CALL_SIZE  # 8 sequences of 8 tokens, width 16
+    monkeypatch.setattr("llc._execution.ATTENTION_CALL_SIZE", int(size) - 1)
+    default = estimate(model, tokens, **kw)
+    assert default.config["execution"].startswith("sequential: the model calls attention")
+    assert (default.llc_trace == estimate(model, tokens, vectorize=False, **kw).llc_trace).all()
+    batched = estimate(model, tokens, vectorize=True, **kw)
+    assert batched.config["execution"] == "batched: given (vectorize=True)"
+    torch.testing.assert_close(batched.llc_trace, default.llc_trace, rtol=1e-3, atol=1e-3)
+    x = torch.randn(64, 8, 16, generator=torch.Generator().manual_seed(1))
+    r = estimate(dropout, (x, x), loss="mse", num_draws=8, step_size=1e-5, num_chains=2,
+                 batch_size=8)  # fmt: skip
+    assert r.config["execution"] == "batched: the model draws random numbers"
 
 
 class Functional(nn.Module):
