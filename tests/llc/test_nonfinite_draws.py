@@ -61,7 +61,7 @@ def test_safety_net_flags_a_nonfinite_trace():
         generic = stochastic = convolutional = False  # the MLP path
 
     class _Rand:
-        num_chains = 3
+        num_chains, batch_size = 3, 4
 
     chains = Chains(_Pot(), _Rand())
     chains.steps_done = 40
