@@ -1,5 +1,4 @@
-"""A hand-written batched path for plain MLPs: ``nn.Sequential`` of ``nn.Linear``, ``nn.LayerNorm``
-and activations.
+"""A hand-written batched path for plain MLPs: ``nn.Sequential`` of ``nn.Linear`` and activations.
 
 For such models the chains' forward pass is a chain of batched matrix products and the backward
 pass is written out (no ``vmap``, no autograd graph over the layers). It computes exactly what the
@@ -14,19 +13,13 @@ With layer inputs ``h_{l}`` of shape ``(chain, batch, in)`` and ``a_{l+1} = h_l 
 
     g_a = ∂ℓ/∂a_{l+1} = (∂ℓ/∂h_{l+1}) ⊙ σ_l'(a_{l+1})
     ∂ℓ/∂W_l = g_aᵀ h_l,   ∂ℓ/∂b_l = Σ_batch g_a,   ∂ℓ/∂h_l = g_a W_l
-
-A LayerNorm between a layer's affine map and its activation, ``z = x̂ ⊙ g + β`` with
-``x̂ = (a − mean(a)) · r``, ``r = 1/√(var(a) + ε)`` over the features, passes back ::
-
-    ∂ℓ/∂g = Σ_batch g_z ⊙ x̂,   ∂ℓ/∂β = Σ_batch g_z,
-    g_a = r (g_x̂ − mean(g_x̂) − x̂ ⊙ mean(g_x̂ ⊙ x̂)),   g_x̂ = g_z ⊙ g
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -101,44 +94,12 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 @dataclass(frozen=True)
-class _Norm:
-    """A LayerNorm over a layer's output features: its scale and shift columns, and ε."""
-
-    weight: slice | None
-    bias: slice | None
-    eps: float
-
-    def forward(self, a: torch.Tensor, w: torch.Tensor):
-        """``(z, x̂, r)`` for pre-norm activations ``a`` (chain, rows, features)."""
-        centred = a - a.mean(-1, keepdim=True)
-        rstd = torch.rsqrt((centred * centred).mean(-1, keepdim=True) + self.eps)
-        xhat = centred * rstd
-        z = xhat if self.weight is None else xhat * w[:, self.weight].unsqueeze(1)
-        if self.bias is not None:
-            z = z + w[:, self.bias].unsqueeze(1)
-        return z, xhat, rstd
-
-    def backward(self, g_z, xhat, rstd, w, grads) -> torch.Tensor:
-        """``∂ℓ/∂a`` from ``∂ℓ/∂z``; writes the scale's and shift's gradients into ``grads``."""
-        g_xhat = g_z
-        if self.weight is not None:
-            grads[:, self.weight] = (g_z * xhat).sum(1)
-            g_xhat = g_z * w[:, self.weight].unsqueeze(1)
-        if self.bias is not None:
-            grads[:, self.bias] = g_z.sum(1)
-        mean_g = g_xhat.mean(-1, keepdim=True)
-        mean_gx = (g_xhat * xhat).mean(-1, keepdim=True)
-        return rstd * (g_xhat - mean_g - xhat * mean_gx)
-
-
-@dataclass(frozen=True)
 class _Layer:
     weight: slice  # columns of the flat (chain, D) parameters
     shape: tuple[int, int]  # (out, in)
     bias: slice | None
     act: nn.Module | None  # applied after the affine map; None for the identity
     d_act: Callable | None  # σ'(a, σ(a)); None for the identity
-    norm: _Norm | None = None  # a LayerNorm between the affine map and the activation
 
 
 @dataclass(frozen=True)
@@ -163,21 +124,17 @@ class MLPPlan:
                     a = torch.bmm(h, wl.transpose(1, 2))
                 else:
                     a = torch.baddbmm(w[:, layer.bias].unsqueeze(1), h, wl.transpose(1, 2))
-                normed = None if layer.norm is None else layer.norm.forward(a, w)
-                z = a if normed is None else normed[0]
-                saved.append((h, z, normed))
-                h = z if layer.act is None else layer.act(z)
+                saved.append((h, a))
+                h = a if layer.act is None else layer.act(a)
             out = h.reshape(c, b, *x.shape[2:-1], h.shape[-1])
             values, g_out = loss_grad(out, y)
             g = g_out.reshape(h.shape)
             grads = torch.empty_like(w)
             for i in range(len(self.layers) - 1, -1, -1):
-                layer, (h_in, z, normed) = self.layers[i], saved[i]
+                layer, (h_in, a) = self.layers[i], saved[i]
                 if layer.d_act is not None:
                     h_out = saved[i + 1][0] if i + 1 < len(saved) else h
-                    g = g * layer.d_act(z, h_out)
-                if normed is not None:
-                    g = layer.norm.backward(g, normed[1], normed[2], w, grads)
+                    g = g * layer.d_act(a, h_out)
                 grad_w = torch.bmm(g.transpose(1, 2), h_in)
                 grads[:, layer.weight].view(c, *layer.shape).copy_(grad_w)
                 if layer.bias is not None:
@@ -217,10 +174,9 @@ def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan
     """A plan if ``module`` is a plain MLP whose every parameter is sampled, else None.
 
     Plain means: an ``nn.Sequential`` (or a subclass that overrides none of ``forward``,
-    ``__iter__``, ``__call__``) of distinct ``nn.Linear`` layers, each optionally followed by an
-    ``nn.LayerNorm`` over its output features and then a parameter-free, out-of-place activation
-    among ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU and Identity, with no hooks,
-    buffers, frozen parameters or per-instance ``forward`` replacements.
+    ``__iter__``, ``__call__``) of distinct ``nn.Linear`` layers and parameter-free, out-of-place
+    activations among ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact), SiLU and Identity, with no
+    hooks, buffers, frozen parameters or per-instance ``forward`` replacements.
     """
     if not isinstance(module, nn.Sequential):
         return None
@@ -264,11 +220,6 @@ def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan
             layers.append(_Layer(weight, tuple(child.weight.shape), bias, None, None))
         elif type(child) is nn.Identity:
             continue
-        elif type(child) is nn.LayerNorm:
-            norm = _layer_norm(key, child, layers, offsets, expected)
-            if norm is None:
-                return None
-            layers[-1] = replace(layers[-1], norm=norm)
         elif type(child) in _ACTIVATIONS and not list(child.parameters()):
             if not layers or layers[-1].d_act is not None:
                 return None  # an activation before any layer, or two in a row
@@ -276,26 +227,10 @@ def mlp_plan(module: nn.Module, names: tuple[str, ...], frozen: dict) -> MLPPlan
                 d_act = _derivative(child)
             except KeyError:
                 return None  # e.g. GELU(approximate="tanh")
-            layers[-1] = replace(layers[-1], act=child, d_act=d_act)
+            last = layers[-1]
+            layers[-1] = _Layer(last.weight, last.shape, last.bias, child, d_act)
         else:
             return None
     if not layers or expected != set(names):
         return None  # parameters outside the layers (e.g. registered on the container)
     return MLPPlan(tuple(layers))
-
-
-def _layer_norm(key: str, norm: nn.LayerNorm, layers: list, offsets: dict, expected: set):
-    """The :class:`_Norm` of a LayerNorm right after a layer's affine map, over its output
-    features; None if it sits elsewhere or a parameter of it is not sampled."""
-    if not layers or layers[-1].norm is not None or layers[-1].d_act is not None:
-        return None  # before any layer, after an activation, or a second one
-    if tuple(norm.normalized_shape) != (layers[-1].shape[0],):
-        return None
-    slices = {}
-    for part in ("weight", "bias"):
-        if getattr(norm, part, None) is not None:
-            expected.add(f"{key}.{part}")
-            slices[part] = offsets.get(f"{key}.{part}")
-            if slices[part] is None:
-                return None
-    return _Norm(slices.get("weight"), slices.get("bias"), float(norm.eps))
