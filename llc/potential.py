@@ -338,6 +338,9 @@ class Potential:
         self._sequential = self._flat.sequential_value_and_grad(self.loss_fn)
         self._hvp = self._flat.batched_hvp(self.loss_fn)
         self._call_sizes: dict[int, float] = {}
+        self._per_sample = {  # by way: one chain at a time or batched
+            one: self._flat.per_sample_loss_fn(self.loss_fn, one) for one in (False, True)
+        }
 
     # -- what it is ---------------------------------------------------------------------------
     @property
@@ -462,9 +465,7 @@ class Potential:
     ) -> torch.Tensor:
         """``ℓ(f_{w_c}(x_i), y_i)`` for chains ``w`` (chain, D) on shared samples (m, ...):
         shape (chain, m), evaluated ``chunk`` samples at a time."""
-        fn = self._flat.per_sample_loss_fn(
-            self.loss_fn, self._one_at_a_time(min(chunk, targets.shape[0]))
-        )
+        fn = self._per_sample[self._one_at_a_time(min(chunk, targets.shape[0]))]
         parts = [
             fn(w, narrow(inputs, i, chunk), targets[i : i + chunk])
             for i in range(0, targets.shape[0], chunk)
