@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["ChainBatchedAttention", "calls_attention", "math_attention"]
+__all__ = ["ATTENTION", "ChainBatchedAttention", "math_attention"]
+
+# the functional forms that attention modules call
+ATTENTION = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
 
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
 
@@ -82,22 +85,3 @@ class ChainBatchedAttention(TorchFunctionMode):
             out, weights = func(*bound.args, **bound.kwargs)
             return out, (weights if wanted else None)
         return func(*args, **kwargs)
-
-
-class _Probe(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.seen = False
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.scaled_dot_product_attention or func is F.multi_head_attention_forward:
-            self.seen = True
-        return func(*args, **(kwargs or {}))
-
-
-def calls_attention(fn, *args) -> bool:
-    """Whether ``fn(*args)`` calls torch's attention (one evaluation, without gradients)."""
-    probe = _Probe()
-    with torch.no_grad(), probe:
-        fn(*args)
-    return probe.seen

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "ATTENTION_CALL_SIZE", "CONVOLUTIONS", "FasterOf", "MARGIN", "TRIALS", "calls_any",
-    "check_vectorize", "default_way", "mean_call_size",
+    "ATTENTION_CALL_SIZE", "CONVOLUTIONS", "FasterOf", "ForwardCalls", "MARGIN", "TRIALS",
+    "check_vectorize", "default_way", "mean_call_size", "probe_calls",
 ]  # fmt: skip
 
 # the functional forms that nn.Conv*d and nn.ConvTranspose*d call
@@ -114,45 +114,45 @@ class FasterOf:
         )
 
 
-class _Calls(TorchFunctionMode):
-    def __init__(self, funcs):
-        super().__init__()
-        self.funcs, self.seen = funcs, False
+class ForwardCalls(TorchFunctionMode):
+    """Within this context, records the torch functions called and the sizes of the tensors
+    they return."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.seen = self.seen or func in self.funcs
-        return func(*args, **(kwargs or {}))
-
-
-def calls_any(funcs, fn, *args) -> bool:
-    """Whether ``fn(*args)`` calls any of the torch functions ``funcs`` (one evaluation,
-    without gradients)."""
-    probe = _Calls(funcs)
-    with torch.no_grad(), probe:
-        fn(*args)
-    return probe.seen
-
-
-class _CallSizes(TorchFunctionMode):
     def __init__(self):
         super().__init__()
+        self.funcs: set = set()
         self.calls, self.elements = 0, 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        self.funcs.add(func)
         if isinstance(out, torch.Tensor):
             self.calls += 1
             self.elements += out.numel()
         return out
 
+    def called(self, funcs) -> bool:
+        """Whether any of ``funcs`` was called."""
+        return any(f in self.funcs for f in funcs)
+
+    @property
+    def mean_size(self) -> float:
+        """The mean number of elements of the tensors returned (0 without a call)."""
+        return self.elements / max(self.calls, 1)
+
+
+def probe_calls(fn, *args) -> ForwardCalls:
+    """The torch calls of ``fn(*args)``, one evaluation without gradients."""
+    calls = ForwardCalls()
+    with torch.no_grad(), calls:
+        fn(*args)
+    return calls
+
 
 def mean_call_size(fn, *args) -> float:
     """The mean number of elements of the tensors that the torch calls of ``fn(*args)`` return
     (one evaluation, without gradients)."""
-    sizes = _CallSizes()
-    with torch.no_grad(), sizes:
-        fn(*args)
-    return sizes.elements / max(sizes.calls, 1)
+    return probe_calls(fn, *args).mean_size
 
 
 def default_way(pot, batch_size: int) -> tuple[str, str]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._attention import calls_attention
+from ._attention import ATTENTION
 from ._checks import (
     check_class_targets,
     check_finite_parameters,
@@ -41,7 +41,7 @@ from ._data import (
     resolve_loss,
     take,
 )
-from ._execution import CONVOLUTIONS, calls_any, default_way, mean_call_size
+from ._execution import CONVOLUTIONS, default_way, mean_call_size, probe_calls
 from ._functional import FlatModel, chunked
 from ._precision import check_precision, precise
 from ._precision import matmul_precision as precision_context
@@ -322,11 +322,10 @@ class Potential:
                 y = check_class_targets(out, y)
             self.targets = y
             check_loss(self.loss_fn, self.forward(self.center, head), y[:8])
-            self.attention = calls_attention(self.forward, self.center, head)
+            calls = probe_calls(self.forward, self.center, head)
+            self.attention, self.convolutional = calls.called(ATTENTION), calls.called(CONVOLUTIONS)
             self._flat = self._flat.with_attention(self.attention)
             self.center_losses = self.losses(self.center)
-            # after ℓ_i(w*): a dropout model's masks there stay those of earlier versions
-            self.convolutional = calls_any(CONVOLUTIONS, self.forward, self.center, head)
             self.stochastic = not same_rng_state(before, global_rng_state(self.device))
         if not torch.isfinite(self.center_losses).all():
             raise ValueError("the loss at the model's current weights is not finite")

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import llc
-from llc._execution import ATTENTION_CALL_SIZE, FasterOf, mean_call_size
+from llc._attention import ATTENTION
+from llc._execution import (
+    ATTENTION_CALL_SIZE,
+    CONVOLUTIONS,
+    FasterOf,
+    mean_call_size,
+    probe_calls,
+)
 from llc._threads import ThreadControl, busy_cores_of_others
 from llc.zoo import TinyTransformer, markov_tokens
 
@@ -184,6 +191,20 @@ def test_mean_call_size_counts_the_returned_tensors():
         mean_call_size(lambda t: torch.outer(t.sum(1), t.sum(1)[:4]).shape, x)
         == (4 + 4 + 4 + 16) / 4
     )
+
+
+def test_one_probe_sees_attention_and_convolutions():
+    x = torch.ones(1, 2, 4, 4)
+    conv = probe_calls(lambda t: F.conv2d(t, torch.ones(3, 2, 1, 1)), x)
+    q = torch.ones(1, 2, 5, 4)
+    attn = probe_calls(lambda t: F.scaled_dot_product_attention(t, t, t), q)
+    mha = nn.MultiheadAttention(4, 2, batch_first=True)
+    module = probe_calls(lambda t: mha(t, t, t, need_weights=False)[0], torch.ones(1, 5, 4))
+    assert conv.called(CONVOLUTIONS) and not conv.called(ATTENTION)
+    assert attn.called(ATTENTION) and not attn.called(CONVOLUTIONS)
+    assert module.called(ATTENTION)
+    # attention returns (1, 2, 5, 4); torch.ones (6 elements) and the convolution (48) are calls
+    assert attn.mean_size == 40 and conv.mean_size == (6 + 48) / 2
 
 
 def test_attention_on_the_cpu_runs_one_chain_at_a_time_above_the_call_size(monkeypatch):
