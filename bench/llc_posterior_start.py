@@ -1,6 +1,6 @@
 """Where the deep networks' low bias comes from: chains from w* against chains from the posterior.
 
-    python bench/llc_posterior_start.py [--quick | --disperse]
+    python bench/llc_posterior_start.py [--quick | --disperse | --orbit]
 
 For deep linear networks of the validation suites (realizable data at a normal-form teacher,
 n = 10⁴, seed 0) the exact Gibbs sampler (`theory.dln_gibbs_llc`) gives the finite-n target λ_n,
@@ -16,6 +16,12 @@ If (2) lands on λ_n and (1) does not, the kernel and its adaptation are right w
 posterior lives and the error of (1) is the time to get there. The step columns give ε at the
 end of warm-up (in the metric's units): how stiff the region the chains sit in is.
 
+``--orbit`` runs (2) on DLN 20x6 from w*, with Metropolis–Hastings moves along the network's
+symmetry orbits after every kernel step: ``W_l → A W_l, W_{l+1} → W_{l+1} A⁻¹`` leaves the
+loss unchanged, so a move is accepted by the localization term and the Jacobian
+``det(A)^(in_l − out_{l+1})`` alone (no model evaluation). ``A = exp(sX)``, X Gaussian (GL) or
+antisymmetric (rotations), s adapted to an acceptance of 0.3.
+
 ``--disperse`` instead starts the chains of DLN 20x6 at ``w* + s·N(0, I)`` and runs (2) from
 there, for s from 0 to 1 (the localization scale is 1/√γ ≈ 1.8): whether a start dispersed
 around w* reaches further than w*.
@@ -26,6 +32,7 @@ around w* reaches further than w*.
    float64 with evaluations in float32.
 """
 
+import dataclasses
 import math
 import sys
 import time
@@ -34,6 +41,7 @@ import numpy as np
 import torch
 
 import llc
+from llc.diagnostics import rhat
 from llc.kernels import get_kernel
 from llc.observables import Distance, LLCTrace
 from llc.potential import Potential
@@ -157,6 +165,97 @@ def dispersed(scales=(0.0, 0.05, 0.2, 0.5, 1.0)) -> None:
         print(f"  s = {s}: λ̂ {mean:.1f} ± {sd / CHAINS**0.5:.1f}, ε {eps:.2e}", flush=True)
 
 
+class OrbitMoves:
+    """MH moves along ``A ∈ GL(k)`` (or rotations) between consecutive layers of a DLN."""
+
+    def __init__(self, model, center, gamma, rotations: bool, seed: int = 1):
+        self.shapes = [tuple(p.shape) for p in model.parameters()]
+        self.offsets = np.cumsum([0] + [a * b for a, b in self.shapes])
+        self.center, self.gamma, self.rotations = center, gamma, rotations
+        self.gen = torch.Generator().manual_seed(seed)
+        self.log_scale = [math.log(0.05)] * (len(self.shapes) - 1)
+        self.accepted, self.moves = 0.0, 0
+
+    def __call__(self, w):
+        w = w.clone()
+        for layer in range(len(self.shapes) - 1):
+            self._move(w, layer)
+        return w
+
+    def _move(self, w, layer):
+        (out_l, in_l), (out_n, in_n) = self.shapes[layer], self.shapes[layer + 1]
+        a, b, c = self.offsets[layer : layer + 3]
+        view = lambda t, lo, hi, shape: t[..., lo:hi].reshape(*t.shape[:-1], *shape)  # noqa: E731
+        wl, wn = view(w, a, b, (out_l, in_l)), view(w, b, c, (out_n, in_n))
+        cl, cn = view(self.center, a, b, (out_l, in_l)), view(self.center, b, c, (out_n, in_n))
+        x = torch.randn(w.shape[0], out_l, out_l, generator=self.gen, dtype=torch.float64)
+        x = x * math.exp(self.log_scale[layer]) / math.sqrt(out_l)
+        x = (x - x.transpose(1, 2)) / 2 if self.rotations else x
+        a_mat = torch.linalg.matrix_exp(x)
+        inv = a_mat.transpose(1, 2) if self.rotations else torch.linalg.matrix_exp(-x)
+        wl2, wn2 = a_mat.to(w.dtype) @ wl, wn @ inv.to(w.dtype)
+        sq = lambda m, ref: ((m - ref) ** 2).sum((1, 2)).double()  # noqa: E731
+        d_energy = 0.5 * self.gamma * (sq(wl2, cl) + sq(wn2, cn) - sq(wl, cl) - sq(wn, cn))
+        log_jac = (in_l - out_n) * x.diagonal(dim1=1, dim2=2).sum(1)
+        u = torch.rand(w.shape[0], generator=self.gen, dtype=torch.float64)
+        ok = (torch.log(u) < log_jac - d_energy).to(w.dtype)[:, None, None]
+        w[:, a:b] = (ok * wl2 + (1 - ok) * wl).flatten(1)
+        w[:, b:c] = (ok * wn2 + (1 - ok) * wn).flatten(1)
+        rate = float(ok.mean())
+        self.log_scale[layer] = min(self.log_scale[layer] + 0.05 * (rate - 0.3), 1.0)
+        self.accepted, self.moves = self.accepted + rate, self.moves + 1
+
+
+def orbit() -> None:
+    """``--orbit``: SGLD from w* on DLN 20x6 with and without moves along the symmetry orbits."""
+    spec = next(s for s in SUITE if s.name.startswith("DLN 20x6"))
+    model, data, nbeta, gamma = setup(spec)
+    lam_n = 149.8  # the Gibbs sampler's λ_n at seed 0 (the bench's first row)
+    print(f"{spec.name}, seed {SEED}, λ_n {lam_n}: SGLD (Euler) warm-up from w* and "
+          f"{DRAWS} draws")  # fmt: skip
+    print("moves | metric and noise compensation | λ̂ − λ_n | ‖w − w*‖ (posterior 52.4) | "
+          "ε | R-hat | acceptance")  # fmt: skip
+    for moves in (None, "GL", "rotations"):
+        for adapted in (True, False):
+            orbit_row(model, data, nbeta, gamma, lam_n, moves, adapted)
+
+
+def orbit_row(model, data, nbeta, gamma, lam_n, moves, adapted) -> None:
+    """One row of ``--orbit``: warm-up and draws from w*, with or without the moves."""
+    pot = Potential(model, data)
+    sgld = get_kernel("sgld")
+    mover = moves and OrbitMoves(model, pot.center, gamma, moves == "rotations")
+    kernel = sgld if mover is None else dataclasses.replace(sgld, step=_moving(sgld, mover))
+    chains = Chains.from_seed(pot, CHAINS, seed=SEED, batch_size=BATCH)
+    # Euler: the Leimkuhler–Matthews scheme's noise memory belongs to the frame before a move
+    params = kernel.params(step_size=1e-4, localization=gamma, nbeta=nbeta, center=pot.center,
+                           scheme="euler")  # fmt: skip
+    observables = [LLCTrace(), Distance()]
+    with chains:
+        start = pot.center.expand(CHAINS, -1).clone()
+        state = kernel.init(start, chains.randomness.noise(), params)
+        warm = warmup(chains, kernel, params, state, adapt_step=True,
+                      adapt_metric=adapted, compensate=adapted)  # fmt: skip
+        first = chains.steps_done
+        _, accs = run(chains, kernel, warm.params, warm.state, DRAWS, observables)
+        out = values(chains, observables, accs, first)
+    trace = out["llc"]
+    mean = float(np.nanmean(trace))
+    rate = mover.accepted / max(mover.moves, 1) if mover else float("nan")
+    reached = np.sqrt(out["distance"]).mean()
+    print(f"{moves or 'none'} | {'yes' if adapted else 'no'} | "
+          f"{100 * (mean - lam_n) / lam_n:+.1f} % | {reached:.1f} | "
+          f"{warm.params.step_size:.2e} | {rhat(trace):.3f} | {rate:.2f}")  # fmt: skip
+
+
+def _moving(kernel, mover):
+    def step(state, grad, noise, params):
+        new, info = kernel.step(state, grad, noise, params)
+        return new._replace(position=mover(new.position)), info
+
+    return step
+
+
 def main(quick: bool) -> None:
     specs = [s for s in SUITE if s.name.startswith("DLN 6-5-4-6")] if quick else [
         *(s for s in SUITE if s.name.startswith("DLN 20x6")),
@@ -179,5 +278,7 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     if "--disperse" in sys.argv:
         dispersed()
+    elif "--orbit" in sys.argv:
+        orbit()
     else:
         main("--quick" in sys.argv)
