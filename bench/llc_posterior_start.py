@@ -1,6 +1,6 @@
 """Where the deep networks' low bias comes from: chains from w* against chains from the posterior.
 
-    python bench/llc_posterior_start.py [--quick | --disperse | --orbit]
+    python bench/llc_posterior_start.py [--quick | --disperse | --orbit | --rounds N]
 
 For deep linear networks of the validation suites (realizable data at a normal-form teacher,
 n = 10⁴, seed 0) the exact Gibbs sampler (`theory.dln_gibbs_llc`) gives the finite-n target λ_n,
@@ -20,7 +20,9 @@ end of warm-up (in the metric's units): how stiff the region the chains sit in i
 symmetry orbits after every kernel step: ``W_l → A W_l, W_{l+1} → W_{l+1} A⁻¹`` leaves the
 loss unchanged, so a move is accepted by the localization term and the Jacobian
 ``det(A)^(in_l − out_{l+1})`` alone (no model evaluation). ``A = exp(sX)``, X Gaussian (GL) or
-antisymmetric (rotations), s adapted to an acceptance of 0.3.
+antisymmetric (rotations), s adapted to an acceptance of 0.3. Then, from the spreading phase's
+end, rounds of moves alone followed by SGLD's carried warm-up and draws (``--rounds N``: on DLN
+60x6 and 70x7 with N rounds).
 
 ``--disperse`` instead starts the chains of DLN 20x6 at ``w* + s·N(0, I)`` and runs (2) from
 there, for s from 0 to 1 (the localization scale is 1/√γ ≈ 1.8): whether a start dispersed
@@ -48,7 +50,7 @@ from llc.potential import Potential
 from llc.sampling import Chains, run, values
 from llc.settings import DEFAULT_LOCALIZATION
 from llc.validate import SUITE, SUITE_LARGE, build
-from llc.warmup import warmup
+from llc.warmup import spread, warmup
 from theory import dln_gibbs_llc
 
 N, SEED, CHAINS, BATCH, DRAWS = 10_000, 0, 8, 512, 4_000
@@ -248,6 +250,51 @@ def orbit_row(model, data, nbeta, gamma, lam_n, moves, adapted) -> None:
           f"{warm.params.step_size:.2e} | {rhat(trace):.3f} | {rate:.2f}")  # fmt: skip
 
 
+def spread_end(model, data, nbeta, gamma):
+    """Where the default call's warm-up leaves the chains before its last SGLD phase: SGLD
+    windows for metric, step and noise scale, then the spreading phase (2,000 steps)."""
+    pot = Potential(model, data)
+    kernel = get_kernel("sgld")
+    chains = Chains.from_seed(pot, CHAINS, seed=SEED, batch_size=BATCH)
+    params = kernel.params(step_size=1e-4, localization=gamma, nbeta=nbeta, center=pot.center)
+    with chains:
+        state = kernel.init(
+            pot.center.expand(CHAINS, -1).clone(), chains.randomness.noise(), params
+        )
+        first = warmup(chains, kernel, params, state, adapt_step=True, max_windows=10)
+        return spread(chains, first, max_windows=20).state.position
+
+
+def transport(rounds: int = 2000, targets: dict | None = None) -> None:
+    """``--orbit``, second part: hot chains from the spreading phase, then orbit moves alone,
+    then SGLD's carried warm-up and draws in float64, against the same without the moves."""
+    # λ_n at seed 0: the first table, and the README's validate --large table
+    targets = targets or {"DLN 20x6": 149.8, "DLN 60x6": 1254.7}
+    print(f"\nthe spreading phase's end, {rounds} rounds of orbit moves, then the carried warm-up "
+          f"and {DRAWS} draws in float64")  # fmt: skip
+    print("model | λ_n | ‖w − w*‖ before / after the moves | λ̂ − λ_n with the moves | without")
+    for spec in (*SUITE, *SUITE_LARGE):
+        lam_n = next((v for k, v in targets.items() if spec.name.startswith(k)), None)
+        if lam_n is None:
+            continue
+        model, data, nbeta, gamma = setup(spec)
+        center = Potential(model, data).center.double()
+        start = spread_end(model, data, nbeta, gamma).double()
+        mover, moved = OrbitMoves(model, center, gamma, rotations=False), start
+        for _ in range(rounds):
+            moved = mover(moved)
+        cells = [spec.name, f"{lam_n}", f"{_distance(start, center):.1f} / "
+                 f"{_distance(moved, center):.1f}"]  # fmt: skip
+        for w in (moved, start):
+            mean, sd, _ = from_points(model, data, nbeta, gamma, w, torch.float64)
+            cells.append(f"{100 * (mean - lam_n) / lam_n:+.1f} % ± {100 * sd / lam_n / 8**0.5:.1f}")
+        print(" | ".join(cells), flush=True)
+
+
+def _distance(w, center) -> float:
+    return float(((w - center) ** 2).sum(1).sqrt().mean())
+
+
 def _moving(kernel, mover):
     def step(state, grad, noise, params):
         new, info = kernel.step(state, grad, noise, params)
@@ -278,7 +325,11 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     if "--disperse" in sys.argv:
         dispersed()
+    elif "--rounds" in sys.argv:  # the transport table at more rounds, on the larger nets
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
+        transport(rounds, {"DLN 60x6": 1254.7, "DLN 70x7": 1572.4})
     elif "--orbit" in sys.argv:
         orbit()
+        transport()
     else:
         main("--quick" in sys.argv)

@@ -100,6 +100,7 @@ def _validate(args: argparse.Namespace) -> int:
             echo=lambda line: print(line, flush=True),
             sampler=args.sampler,
             spread=not args.no_spread,
+            orbit_moves=args.orbit_moves,
             matmul_precision=args.matmul_precision,
             device=args.device,
         )
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "--large", action="store_true", help="four DLNs of 1e4 to 3e4 parameters instead"
     )
     v.add_argument("--no-spread", action="store_true", help="warm-up without its spreading phase")
+    v.add_argument(
+        "--orbit-moves", action="store_true", help="orbit moves after warm-up (llc.transport)"
+    )
     v.add_argument(
         "--matmul-precision",
         choices=["highest", "high", "medium"],

@@ -27,6 +27,7 @@ def provenance(chains, kernel, s: LLCSettings, warm, restarts: int) -> dict:
         "warmup_converged": warm.converged,
         "warmup_restarts": warm.restarts + sum(e.restarts for e in warm.earlier),
         "spreading_steps": warm.earlier[1].num_steps if warm.earlier else 0,
+        "transport": warm.transport or "none",
         "draw_restarts": restarts,
         "minibatch_heating": warm.minibatch_heating,
         "noise_compensation": ("measured in warm-up" if s.compensate_noise else "off")

@@ -47,6 +47,7 @@ from ._precision import check_precision, precise
 from ._precision import matmul_precision as precision_context
 from ._randomness import forked_global_rng, global_rng_state, same_rng_state
 from .language import next_token
+from .symmetry import linear_links
 
 __all__ = ["ExcessLoss", "Potential", "selected_parameters"]
 
@@ -227,6 +228,10 @@ class Potential:
     attention : bool
         The model calls torch's attention (``F.scaled_dot_product_attention`` or
         ``F.multi_head_attention_forward``).
+    links : tuple of llc.symmetry.Link
+        Consecutive linear layers joined by the identity in a plain MLP (a deep linear
+        network): the loss is constant along their orbits (:mod:`llc.symmetry`). Empty for
+        other models.
 
     Notes
     -----
@@ -331,6 +336,8 @@ class Potential:
             raise ValueError("the loss at the model's current weights is not finite")
         plan = self._flat.mlp_plan()
         self.generic = plan is None
+        # consecutive linear layers joined by the identity: orbits the loss is constant on
+        self.links = () if plan is None else linear_links(plan.layers)
         self._value_and_grad = self._flat.batched_value_and_grad(
             self.loss_fn, mlp_path=not self.generic, plan=plan
         )

@@ -59,6 +59,7 @@ class LLCSettings:
     vectorize: bool | str | None = None
     num_threads: int | None = None
     spread: bool = True
+    orbit_moves: bool = False
     budget: float | None = None
     max_memory: int | str | None = None  # bytes after validation
 
@@ -70,8 +71,9 @@ class LLCSettings:
             raise ValueError(
                 "give chain_batch or max_memory, not both (max_memory chooses chain_batch)"
             )
-        if not isinstance(self.spread, bool):
-            raise TypeError(f"spread must be True or False, got {self.spread!r}")
+        for name in ("spread", "orbit_moves"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_vectorize(self.vectorize)
         _count("num_threads", self.num_threads)
         _count("num_chains", self.num_chains, optional=False)

@@ -56,6 +56,9 @@ class WarmupResult:
     earlier : tuple of WarmupResult
         The phases before this one, in order (the estimator's first SGLD phase and its
         spreading phase); empty for a single phase.
+    transport : dict or None
+        The record of the orbit moves between the spreading phase and this one
+        (:meth:`llc.transport.TransportResult.record`), or None.
     """
 
     state: object
@@ -67,6 +70,7 @@ class WarmupResult:
     restarts: int = 0
     minibatch_heating: float = 0.0
     earlier: tuple[WarmupResult, ...] = ()  # phases before this one (the spreading phase's)
+    transport: dict | None = None  # the orbit moves before this phase (llc.transport)
 
     @property
     def total_steps(self) -> int:

@@ -5,6 +5,7 @@
 - :mod:`~llc.adaptation.noise`: the noise scale that cancels minibatch heating.
 - :mod:`~llc.adaptation.convergence`: the stationarity and spread tests that end warm-up.
 - :mod:`~llc.adaptation.draws`: how many draws reach the target Monte Carlo error.
+- :mod:`~llc.adaptation.orbit_scale`: the scale of the moves along symmetry orbits.
 
 Each part is a module with pure functions ``init``, ``update`` and ``final`` over an immutable
 state (the two convergence tests are :class:`Part` objects of one module; the step size also has
@@ -14,7 +15,7 @@ while choosing them are in ``docs/design.md``.
 
 from __future__ import annotations
 
-from . import convergence, draws, metric, noise, step_size
+from . import convergence, draws, metric, noise, orbit_scale, step_size
 from ._part import Part
 
-__all__ = ["Part", "convergence", "draws", "metric", "noise", "step_size"]
+__all__ = ["Part", "convergence", "draws", "metric", "noise", "orbit_scale", "step_size"]
