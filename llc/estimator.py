@@ -339,8 +339,9 @@ def estimate_llc(
         :mod:`llc.transport`), then warm SGLD up again where they arrive. It reduces the low
         bias of deep networks (DLN 60x6 and 70x7: −4.8 % and −5.9 % against λ_n, −6.1 % and
         −9.2 % without), but the chains then disagree (R-hat up to 1.9 on the validation
-        suite), because one step serves chains at very different points of the funnel; so it
-        is not the default (``docs/design.md``). No effect on other models.
+        suite), and sampled in each chain's own frame the same chains give the value from
+        before the moves, so the gain is not understood; it is not the default
+        (``docs/design.md``). No effect on other models.
     budget : float, optional
         Seconds for warm-up and draws together, in place of the work cap (see ``max_draws``):
         the spreading phase may run to a third of it, warm-up to two thirds, the draws to the
