@@ -98,38 +98,24 @@ with chains:
     def unblock(bl, dtype):
         return torch.cat([b.reshape(C, -1) for b in bl], 1).to(dtype)
 
-    def to_w(v):  # W_j(w) = B_j W_j(v) B_{j-1}^{-1}
+    def apply(flat, lefts, rights):  # layer j: lefts[j] @ W_j @ rights[j - 1]
         out = []
-        for j, Wv in enumerate(blocks(v)):
-            m = Wv
+        for j, m in enumerate(blocks(flat)):
             if j < L - 1:
-                m = B[j] @ m
+                m = lefts[j] @ m
             if j > 0:
-                m = m @ Bi[j - 1]
+                m = m @ rights[j - 1]
             out.append(m)
-        return unblock(out, v.dtype)
+        return unblock(out, flat.dtype)
+
+    def to_w(v):  # W_j(w) = B_j W_j(v) B_{j-1}^{-1}
+        return apply(v, B, Bi)
 
     def to_v(wf):  # W_j(v) = B_j^{-1} W_j(w) B_{j-1}
-        out = []
-        for j, Ww in enumerate(blocks(wf)):
-            m = Ww
-            if j < L - 1:
-                m = Bi[j] @ m
-            if j > 0:
-                m = m @ B[j - 1]
-            out.append(m)
-        return unblock(out, wf.dtype)
+        return apply(wf, Bi, B)
 
     def pull(gw):  # G_v = B_j^T G_j B_{j-1}^{-T}
-        out = []
-        for j, G in enumerate(blocks(gw)):
-            m = G
-            if j < L - 1:
-                m = B[j].transpose(1, 2) @ m
-            if j > 0:
-                m = m @ Bi[j - 1].transpose(1, 2)
-            out.append(m)
-        return unblock(out, gw.dtype)
+        return apply(gw, [b.transpose(1, 2) for b in B], [b.transpose(1, 2) for b in Bi])
 
     orig = chains.value_and_grad
 
