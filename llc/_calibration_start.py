@@ -44,7 +44,7 @@ def warmed_up(pot: Potential, s: LLCSettings) -> torch.Tensor:
     kernel = get_kernel(s.sampler)
     chains = Chains.from_seed(pot, s.num_chains, seed=s.seed, batch_size=s.batch_size)
     with pot.model_rng(chains.randomness.aux.initial_seed()), chains:
-        params = _kernel_params(kernel, s, s.nbeta, pot.center)
+        params = _kernel_params(kernel, s, s.nbeta, chains)
         state = kernel.init(
             pot.center.expand(chains.num_chains, -1).clone(), chains.randomness.noise(), params
         )

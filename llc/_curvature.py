@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["top_curvature", "typical_points"]
+__all__ = ["scaled_curvature", "top_curvature", "typical_points"]
 
 
 @torch.no_grad()
@@ -27,6 +27,22 @@ def top_curvature(chains, params, position, precond, vecs: torch.Tensor, iters: 
         hv = params.nbeta * chains.hvp(position, v_in, idx) + params.localization * v_in
         if precond is not None:
             hv = hv * precond.sqrt()
+        kappa = (hv * vecs).sum(1).abs()
+        vecs = hv
+    kappa = torch.where(torch.isfinite(kappa), kappa, torch.zeros_like(kappa))
+    return kappa, vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+@torch.no_grad()
+def scaled_curvature(chains, params, position, scale, vecs: torch.Tensor, iters: int):
+    """As :func:`top_curvature` with a metric that is not diagonal: ``scale(v)`` applies
+    ``M^{−1/2}`` to a (chain, D) batch, so ``κ̂ ≈ max |eig(M^{−1/2} (nβ ∇²L_B + γ I) M^{−1/2})|``."""
+    idx = chains.randomness.indices()
+    kappa = torch.zeros(position.shape[0], dtype=vecs.dtype, device=vecs.device)
+    for _ in range(iters):
+        vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        v_in = scale(vecs)
+        hv = scale(params.nbeta * chains.hvp(position, v_in, idx) + params.localization * v_in)
         kappa = (hv * vecs).sum(1).abs()
         vecs = hv
     kappa = torch.where(torch.isfinite(kappa), kappa, torch.zeros_like(kappa))

@@ -26,7 +26,7 @@ def provenance(chains, kernel, s: LLCSettings, warm, restarts: int) -> dict:
         "num_burnin": "given" if s.num_burnin is not None else "until stationary",
         "warmup_converged": warm.converged,
         "warmup_restarts": warm.restarts + sum(e.restarts for e in warm.earlier),
-        "spreading_steps": warm.earlier[1].num_steps if warm.earlier else 0,
+        "spreading_steps": warm.earlier[1].num_steps if len(warm.earlier) > 1 else 0,
         "transport": warm.transport or "none",
         "draw_restarts": restarts,
         "minibatch_heating": warm.minibatch_heating,
@@ -46,11 +46,17 @@ def provenance(chains, kernel, s: LLCSettings, warm, restarts: int) -> dict:
         "execution": chains.execution,
         "processes": chains.shards.describe() if chains.shards else "1",
         "num_threads": chains.threads.describe(),
-        "metric": "diagonal, learned in warm-up"
-        if getattr(warm.params, "metric", None) is not None
-        else "identity",
+        "metric": _metric(kernel, warm),
         "params": list(pot.names),
         "device": str(pot.device),
         "dtype": str(pot.dtype),
         "matmul_precision": describe_precision(pot.matmul_precision),
     }
+
+
+def _metric(kernel, warm) -> str:
+    if kernel.name == "kron_sgld":
+        return "Kronecker per layer, from the other layers (kron_sgld)"
+    if getattr(warm.params, "metric", None) is not None:
+        return "diagonal, learned in warm-up"
+    return "identity"

@@ -232,6 +232,9 @@ class Potential:
         Consecutive linear layers joined by the identity in a plain MLP (a deep linear
         network): the loss is constant along their orbits (:mod:`llc.symmetry`). Empty for
         other models.
+    layers : tuple
+        A plain MLP's layers (``weight`` and ``bias`` slices of the flat parameters, ``shape``,
+        ``act``), for :mod:`llc.kernels.kron_sgld`. Empty for other models.
 
     Notes
     -----
@@ -338,6 +341,7 @@ class Potential:
         self.generic = plan is None
         # consecutive linear layers joined by the identity: orbits the loss is constant on
         self.links = () if plan is None else linear_links(plan.layers)
+        self.layers = () if plan is None else plan.layers
         self._value_and_grad = self._flat.batched_value_and_grad(
             self.loss_fn, mlp_path=not self.generic, plan=plan
         )

@@ -22,16 +22,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._curvature import top_curvature, typical_points
+from ._curvature import scaled_curvature, top_curvature, typical_points
 from .adaptation import convergence, metric, noise, step_size
-from .kernels import KERNELS, Kernel
+from .kernels import KERNELS, Kernel, kron_sgld
+from .kernels._kron import apply_power
 from .observables import LLCTrace
 from .sampling import Chains, progress_bar, run
 from .sampling import values as window_values
 
-__all__ = ["WarmupResult", "initial_step_size", "spread", "warmup"]
+__all__ = ["WarmupResult", "initial_step_size", "kron_warmup", "spread", "warmup"]
 
 FALLBACK_H = 1e-3  # placeholder step of the spreading phase, replaced from the curvature at once
+KRON_MIN_WINDOWS = 20  # transport windows of kron_sgld at least (2,000 steps)
+KRON_SETTLE = 200  # steps at the draws' step before the draws
 
 
 @dataclass(frozen=True)
@@ -309,3 +312,68 @@ def spread(
         compensate=compensate, max_windows=max_windows, probe_start=False, deadline=deadline,
         progress=progress, desc="spreading",
     )  # fmt: skip
+
+
+def kron_warmup(
+    chains: Chains,
+    kernel: Kernel,
+    params,
+    state,
+    *,
+    max_windows: int,
+    step_cap: float = math.inf,
+    num_steps: int | None = None,
+    fixed_step: bool = False,
+    deadline: float | None = None,
+    progress: bool = False,
+) -> WarmupResult:
+    """Warm-up of :mod:`llc.kernels.kron_sgld`: the transport, then the settling at the draws'
+    step.
+
+    κ̂ is the largest curvature at the start in the metric's units (power iteration). The chains
+    move at ``ε_T = 0.04/κ̂`` until both convergence tests pass (after at least ``min_windows``)
+    or at ``max_windows``, then settle for one window at the draws' ``ε_D = 0.005/κ̂`` (at most
+    ``step_cap``; the transport's step keeps the ratio). Nothing else is adapted: the metric
+    follows the chains by construction. With ``num_steps`` the transport runs that many steps;
+    with ``fixed_step`` both phases keep ``params.step_size``.
+    """
+    pos = state.position
+    if fixed_step:
+        eps_t = eps_d = params.step_size
+    else:
+        eps_d = min(kron_sgld.draw_step_size(_metric_curvature(chains, params, pos)), step_cap)
+        eps_t = eps_d * kron_sgld.TRANSPORT_FACTOR / kron_sgld.DRAW_FACTOR
+    moved = warmup(
+        chains, kernel, replace(params, step_size=eps_t), state, adapt_step=False,
+        num_steps=num_steps, min_windows=KRON_MIN_WINDOWS,
+        max_windows=max(max_windows, KRON_MIN_WINDOWS), deadline=deadline, progress=progress,
+        desc="transport",
+    )  # fmt: skip
+    settled = warmup(
+        chains, kernel, replace(params, step_size=eps_d), moved.state, adapt_step=False,
+        num_steps=KRON_SETTLE, progress=progress, desc="settling",
+    )  # fmt: skip
+    record = {
+        "kind": "kron_sgld", "steps": moved.num_steps, "converged": moved.converged,
+        "step_size": eps_t, "distance_before": _distance(pos, params.center),
+        "distance_after": _distance(moved.state.position, params.center),
+    }  # fmt: skip
+    return replace(
+        settled, converged=moved.converged, step_sizes=(eps_t, eps_d), transport=record,
+        earlier=(replace(moved, state=None),),
+    )  # fmt: skip
+
+
+def _metric_curvature(chains, params, position) -> float:
+    """The stiffest chain's κ̂ in kron_sgld's metric units, at ``position``."""
+    gen = chains.randomness.aux
+    vecs = torch.randn(position.shape, generator=gen, device=position.device, dtype=position.dtype)
+    m = kron_sgld.metric(position, params)
+    kappa, _ = scaled_curvature(
+        chains, params, position, lambda v: apply_power(m, params.layers, v, -0.5), vecs, 20
+    )
+    return max(_stiffest(kappa, chains.alive()), 1e-12)
+
+
+def _distance(position, center) -> float:
+    return round(float(((position - center) ** 2).sum(1).sqrt().double().mean()), 4)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import rmsprop_sgld, sgld, sgnht, underdamped
+from . import kron_sgld, rmsprop_sgld, sgld, sgnht, underdamped
 from ._common import StepInfo
 from ._langevin import mala_log_acceptance, potential_grad
 
@@ -27,6 +27,7 @@ __all__ = [
     "Kernel",
     "StepInfo",
     "get_kernel",
+    "kron_sgld",
     "mala_log_acceptance",
     "potential_grad",
     "rmsprop_sgld",
@@ -91,6 +92,7 @@ KERNELS: dict[str, Kernel] = {
         learns_metric=True,
         minibatch_heating=sgld.minibatch_heating,
     ),  # fmt: skip
+    "kron_sgld": _kernel("kron_sgld", kron_sgld, kron_sgld.KronSGLDParams),
     "rmsprop_sgld": _kernel(
         "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
     ),
