@@ -8,7 +8,8 @@ chains' current points, and the minibatch-noise compensation (kernels that take 
 when the step size has settled and both convergence tests pass (after at least ``min_windows``),
 or at ``max_windows``. A chain that diverges in a window is restarted at w* and the step size is
 halved and capped there. With ``num_steps`` given, warm-up runs exactly that many steps at the
-initial step size and adapts nothing.
+initial step size and adapts nothing. :func:`kron_warmup` is the warm-up of the Kronecker-metric
+kernel (:mod:`llc.kernels.kron_sgld`), whose metric follows the chains by construction.
 """
 
 from __future__ import annotations

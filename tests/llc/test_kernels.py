@@ -5,6 +5,7 @@ several seeds where the test is stochastic.
 """
 
 import math
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -15,10 +16,16 @@ from llc.diagnostics import ess
 from llc.kernels import KERNELS, get_kernel, mala_log_acceptance, rmsprop_sgld, sgld, sgnht
 from llc.kernels._langevin import potential_grad
 
+_Layer = namedtuple("_Layer", "weight shape bias act")
+
 
 def _params(kernel="sgld", d=3, **kw):
     base = {"step_size": 1e-2, "localization": 0.0, "nbeta": 1.0}
     base.update(kw)
+    if kernel == "kron_sgld":  # one bias-free layer (1, d) and fixed metric inputs
+        gen = torch.Generator().manual_seed(9)
+        base.setdefault("layers", (_Layer(slice(0, d), (1, d), None, None),))
+        base.setdefault("inputs", torch.randn(4, d, generator=gen, dtype=torch.float64))
     return get_kernel(kernel).params(center=torch.zeros(d, dtype=torch.float64), **base)
 
 
@@ -227,8 +234,10 @@ def test_preconditioned_mala_acceptance_matches_direct_density_computation():
     g = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
     eps = 0.05
     w0 = torch.randn(4, 3, generator=gen, dtype=torch.float64)
-    w1 = w0 - 0.5 * eps * g * a * w0 + (eps * g).sqrt() * torch.randn(
-        4, 3, generator=gen, dtype=torch.float64
+    w1 = (
+        w0
+        - 0.5 * eps * g * a * w0
+        + (eps * g).sqrt() * torch.randn(4, 3, generator=gen, dtype=torch.float64)
     )
 
     def u(w):
