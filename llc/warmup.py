@@ -332,9 +332,10 @@ def kron_warmup(
     step.
 
     κ̂ is the largest curvature at the start in the metric's units (power iteration). The chains
-    move at ``ε_T = 0.04/κ̂`` until both convergence tests pass (after at least ``min_windows``)
-    or at ``max_windows``, then settle for one window at the draws' ``ε_D = 0.005/κ̂`` (at most
-    ``step_cap``; the transport's step keeps the ratio). Nothing else is adapted: the metric
+    move at ``ε_T = 0.04/κ̂`` until both convergence tests pass (after at least
+    :data:`KRON_MIN_WINDOWS` windows of 100 steps) or at ``max_windows``, then settle for
+    :data:`KRON_SETTLE` steps at the draws' ``ε_D = 0.005/κ̂`` (at most ``step_cap``; the
+    transport's step keeps the ratio). Nothing else is adapted: the metric
     follows the chains by construction. With ``num_steps`` the transport runs that many steps;
     with ``fixed_step`` both phases keep ``params.step_size``.
     """

@@ -24,8 +24,8 @@ a deep network's posterior, where a fixed metric's step must shrink by orders of
 (``docs/design.md``, issue 16). ε is in the metric's units; the discretisation bias is O(ε).
 
 Each step costs two symmetric eigendecompositions per layer and chain (of the layer's output
-and input widths) and a forward pass over the metric inputs: for layers of at most a few hundred
-units.
+and input widths) and, up to the last activation, a forward pass over the metric inputs: for
+layers of at most a few hundred units.
 
 References
 ----------

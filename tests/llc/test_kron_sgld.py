@@ -141,10 +141,11 @@ def test_same_seed_same_draws():
 def test_estimate_matches_the_exact_gibbs_target(seed):
     """λ̂ against λ_n of the exact Gibbs sampler on a deep linear network (3 layers, rank 1):
     within 4 combined standard errors plus the scheme's O(ε) bias at the draws' step, which
-    ``docs/design.md`` measures at about 1 % (allowed: 2 %)."""
+    ``docs/design.md`` measures at about 1 % (allowed: 2 %). 12,000 draws (the MCSE is about
+    3.5 % of λ̂) keep the three seeds at about 30 s each."""
     teacher, data = _dln_case()
     res = llc.estimate_llc(teacher, data, sampler="kron_sgld", seed=seed, progress=False,
-                           dtype=torch.float64)  # fmt: skip
+                           dtype=torch.float64, max_draws=12_000)  # fmt: skip
     ref = dln_gibbs_llc(teacher, data, num_sweeps=4000, seed=seed, progress=False)
     tol = 4 * math.hypot(res.mcse, ref.mcse) + 0.02 * ref.mean
     assert abs(res.mean - ref.mean) < tol, (res.mean, ref.mean, res.mcse, ref.mcse)
