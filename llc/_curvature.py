@@ -13,30 +13,20 @@ import torch
 __all__ = ["scaled_curvature", "top_curvature", "typical_points"]
 
 
-@torch.no_grad()
 def top_curvature(chains, params, position, precond, vecs: torch.Tensor, iters: int):
     """``(κ̂ (chain,), vecs)`` at ``position`` (chain, D) with preconditioner ``precond`` (or
     None); the final iteration vectors warm-start the next call."""
-    idx = chains.randomness.indices()
-    if precond is not None:
-        precond = precond.expand_as(position)
-    kappa = torch.zeros(position.shape[0], dtype=vecs.dtype, device=vecs.device)
-    for _ in range(iters):
-        vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-30)
-        v_in = vecs if precond is None else vecs * precond.sqrt()
-        hv = params.nbeta * chains.hvp(position, v_in, idx) + params.localization * v_in
-        if precond is not None:
-            hv = hv * precond.sqrt()
-        kappa = (hv * vecs).sum(1).abs()
-        vecs = hv
-    kappa = torch.where(torch.isfinite(kappa), kappa, torch.zeros_like(kappa))
-    return kappa, vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    if precond is None:
+        return scaled_curvature(chains, params, position, lambda v: v, vecs, iters)
+    root = precond.expand_as(position).sqrt()
+    return scaled_curvature(chains, params, position, lambda v: v * root, vecs, iters)
 
 
 @torch.no_grad()
 def scaled_curvature(chains, params, position, scale, vecs: torch.Tensor, iters: int):
-    """As :func:`top_curvature` with a metric that is not diagonal: ``scale(v)`` applies
-    ``M^{−1/2}`` to a (chain, D) batch, so ``κ̂ ≈ max |eig(M^{−1/2} (nβ ∇²L_B + γ I) M^{−1/2})|``."""
+    """As :func:`top_curvature` with any metric: ``scale(v)`` applies ``M^{−1/2}`` (``G^{1/2}``
+    for a diagonal preconditioner) to a (chain, D) batch, so
+    ``κ̂ ≈ max |eig(M^{−1/2} (nβ ∇²L_B + γ I) M^{−1/2})|``."""
     idx = chains.randomness.indices()
     kappa = torch.zeros(position.shape[0], dtype=vecs.dtype, device=vecs.device)
     for _ in range(iters):

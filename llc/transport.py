@@ -25,7 +25,7 @@ from .adaptation import convergence, orbit_scale
 from .sampling import progress_bar
 from .symmetry import TARGET_ACCEPTANCE, Link, move, propose
 
-__all__ = ["MAX_ROUNDS", "MIN_WINDOWS", "WINDOW", "TransportResult", "transport"]
+__all__ = ["MAX_ROUNDS", "MIN_WINDOWS", "WINDOW", "TransportResult", "mean_distance", "transport"]
 
 WINDOW = 250  # rounds between two readings of the spread
 MIN_WINDOWS = 8
@@ -86,7 +86,7 @@ def transport(
     ``localization`` is γ (a float, or a (chain, 1) tensor); ``gen`` draws the proposals. With a
     ``deadline`` (a :func:`time.perf_counter` value) no window after the first starts after it.
     """
-    before = _distance(position, center)
+    before = mean_distance(position, center)
     scales, spread = orbit_scale.init(len(links)), convergence.spread.init()
     rounds, converged, windows = 0, False, 0
     bar = progress_bar(max_rounds, "orbit moves (at most)", progress)
@@ -102,7 +102,7 @@ def transport(
     bar.close()
     final_scales, acceptance = orbit_scale.final(scales)
     return TransportResult(position, rounds, converged, final_scales, acceptance,
-                           (before, _distance(position, center)))  # fmt: skip
+                           (before, mean_distance(position, center)))  # fmt: skip
 
 
 def _round(position, links, center, localization, gen, scales):
@@ -119,5 +119,6 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() >= deadline
 
 
-def _distance(position, center) -> float:
+def mean_distance(position, center) -> float:
+    """The chains' mean ``‖w − w*‖`` for positions (chain, D)."""
     return float(((position - center) ** 2).sum(1).sqrt().double().mean())

@@ -30,6 +30,7 @@ from .kernels._kron import apply_power
 from .observables import LLCTrace
 from .sampling import Chains, progress_bar, run
 from .sampling import values as window_values
+from .transport import mean_distance
 
 __all__ = ["WarmupResult", "initial_step_size", "kron_warmup", "spread", "warmup"]
 
@@ -357,8 +358,8 @@ def kron_warmup(
     )  # fmt: skip
     record = {
         "kind": "kron_sgld", "steps": moved.num_steps, "converged": moved.converged,
-        "step_size": eps_t, "distance_before": _distance(pos, params.center),
-        "distance_after": _distance(moved.state.position, params.center),
+        "step_size": eps_t, "distance_before": round(mean_distance(pos, params.center), 4),
+        "distance_after": round(mean_distance(moved.state.position, params.center), 4),
     }  # fmt: skip
     return replace(
         settled, converged=moved.converged, step_sizes=(eps_t, eps_d), transport=record,
@@ -375,7 +376,3 @@ def _metric_curvature(chains, params, position) -> float:
         chains, params, position, lambda v: apply_power(m, params.layers, v, -0.5), vecs, 20
     )
     return max(_stiffest(kappa, chains.alive()), 1e-12)
-
-
-def _distance(position, center) -> float:
-    return round(float(((position - center) ** 2).sum(1).sqrt().double().mean()), 4)
