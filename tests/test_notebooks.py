@@ -1,4 +1,4 @@
-"""Every notebook in notebooks/ runs top to bottom (small sizes keep each under a minute)."""
+"""Every notebook in notebooks/ runs top to bottom, the slow ones at smaller sizes."""
 
 import json
 import sys
@@ -10,6 +10,29 @@ import torch
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+# Sizes for the test run, set in a cell put right after the notebook's cell tagged "parameters"
+# (papermill's convention). The stored outputs keep the sizes written in the notebook; these run
+# every cell at a third to a half of the cost.
+SMALL = {
+    "12_llc_transformers": "FAST = dict(num_burnin=100, max_draws=200, batch_size=32)",
+    "13_llc_training": "FAST = dict(num_chains=4, max_draws=100)\nESTIMATES = 5",
+    "14_llc_observables": (
+        "BIF = dict(num_chains=4, num_draws=200, every=2)\n"
+        "SUSC = dict(num_chains=2, num_burnin=50, num_draws=100)"
+    ),
+    "22_priors_sae_real": "steps = 300",
+}
+
+
+def with_small_sizes(nb, name):
+    """``nb`` with the test's sizes after its "parameters" cell (a notebook in SMALL has one)."""
+    if name not in SMALL:
+        return nb
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: one cell tagged 'parameters' expected, found {len(tagged)}"
+    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(SMALL[name]))
+    return nb
 
 
 def test_notebooks_exist():
@@ -42,7 +65,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
         json.dumps({"argv": argv, "language": "python", "display_name": "slt-interp tests"})
     )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-    nb = nbformat.read(path, as_version=4)
+    nb = with_small_sizes(nbformat.read(path, as_version=4), path.stem)
     # run from an empty folder, outside the checkout, as after a plain pip install: a notebook
     # must not need bench/ or files beside it
     work = tmp_path / "run"
