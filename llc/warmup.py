@@ -36,7 +36,8 @@ __all__ = ["WarmupResult", "initial_step_size", "kron_warmup", "spread", "warmup
 
 FALLBACK_H = 1e-3  # placeholder step of the spreading phase, replaced from the curvature at once
 KRON_MIN_WINDOWS = 20  # transport windows of kron_sgld at least (2,000 steps)
-KRON_SETTLE = 200  # steps at the draws' step before the draws
+KRON_SETTLE = 200  # steps at the draws' step before the draws, at least
+KRON_SETTLE_MAX_WINDOWS = 20  # until the energy has no trend (the transport's O(ε) heat is gone)
 
 
 @dataclass(frozen=True)
@@ -334,11 +335,13 @@ def kron_warmup(
 
     κ̂ is the largest curvature at the start in the metric's units (power iteration). The chains
     move at ``ε_T = 0.04/κ̂`` until both convergence tests pass (after at least
-    :data:`KRON_MIN_WINDOWS` windows of 100 steps) or at ``max_windows``, then settle for
-    :data:`KRON_SETTLE` steps at the draws' ``ε_D = 0.005/κ̂`` (at most ``step_cap``; the
-    transport's step keeps the ratio). Nothing else is adapted: the metric
-    follows the chains by construction. With ``num_steps`` the transport runs that many steps;
-    with ``fixed_step`` both phases keep ``params.step_size``.
+    :data:`KRON_MIN_WINDOWS` windows of 100 steps) or at ``max_windows``, then settle at the
+    draws' ``ε_D = 0.005/κ̂`` (at most ``step_cap``; the transport's step keeps the ratio) for
+    :data:`KRON_SETTLE` steps and on until the energy has no trend (at most
+    :data:`KRON_SETTLE_MAX_WINDOWS` windows): the transport's larger step leaves the chains hot
+    by its O(ε) bias. Nothing else is adapted: the metric follows the chains by construction.
+    With ``num_steps`` the transport runs that many steps and the settling
+    :data:`KRON_SETTLE`; with ``fixed_step`` both phases keep ``params.step_size``.
     """
     pos = state.position
     if fixed_step:
@@ -354,10 +357,13 @@ def kron_warmup(
     )  # fmt: skip
     settled = warmup(
         chains, kernel, replace(params, step_size=eps_d), moved.state, adapt_step=False,
-        num_steps=KRON_SETTLE, progress=progress, desc="settling",
+        num_steps=KRON_SETTLE if num_steps is not None else None, carried=True,
+        min_windows=KRON_SETTLE // 100, max_windows=KRON_SETTLE_MAX_WINDOWS, deadline=deadline,
+        progress=progress, desc="settling",
     )  # fmt: skip
     record = {
         "kind": "kron_sgld", "steps": moved.num_steps, "converged": moved.converged,
+        "settling_steps": settled.num_steps, "settled": settled.converged,
         "step_size": eps_t, "distance_before": round(mean_distance(pos, params.center), 4),
         "distance_after": round(mean_distance(moved.state.position, params.center), 4),
     }  # fmt: skip

@@ -98,6 +98,29 @@ def test_metric_powers_are_consistent_with_biases():
                                            1.0), v)  # fmt: skip
 
 
+def test_float32_chains_keep_moves_below_their_rounding():
+    """Steps far below float32's spacing at w* (about 6e-8 here) add up in the float64 positions
+    the state carries, as in a float64 run with the same noise; rounding the positions at every
+    step would leave a float32 chain at w*."""
+    pot, x, _, gen = _mlp_points(1, seed=4)
+    center32 = pot.center.float()
+    w_star = center32.double()  # w* as float32 holds it
+    kw = dict(step_size=1e-20, localization=0.1, nbeta=5.0, layers=pot.layers)
+    p64 = kron_sgld.KronSGLDParams(center=w_star, inputs=x, **kw)
+    p32 = kron_sgld.KronSGLDParams(center=center32, inputs=x.float(), **kw)
+    noises = torch.randn(201, 2, pot.dim, generator=gen, dtype=torch.float64)
+    s64 = kron_sgld.init(w_star.expand(2, -1).clone(), noises[0], p64)
+    s32 = kron_sgld.init(center32.expand(2, -1).clone(), noises[0].float(), p32)
+    for xi in noises[1:]:
+        g64 = s64.position - w_star  # a quadratic loss, its gradient where the loop evaluates
+        s64, _ = kron_sgld.step(s64, g64, xi, p64)
+        s32, _ = kron_sgld.step(s32, (s32.position - center32), xi.float(), p32)
+    moved = (s64.exact - w_star).abs().max()
+    assert 1e-10 < moved < 3e-8  # below half the spacing (largest |w*| 0.54: spacing 6e-8)
+    torch.testing.assert_close(s32.exact, s64.exact, rtol=0, atol=1e-6 * float(moved))
+    assert s32.position.dtype == torch.float32
+
+
 def test_params_refuse_layers_that_miss_parameters():
     model = _mlp()
     pot = Potential(model, _data(model), dtype=torch.float64)
