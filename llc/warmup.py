@@ -339,7 +339,8 @@ def kron_warmup(
     draws' ``ε_D = 0.005/κ̂`` (at most ``step_cap``; the transport's step keeps the ratio) for
     :data:`KRON_SETTLE` steps and on until the energy has no trend (at most
     :data:`KRON_SETTLE_MAX_WINDOWS` windows): the transport's larger step leaves the chains hot
-    by its O(ε) bias. Nothing else is adapted: the metric follows the chains by construction.
+    by its O(ε) bias; a phase stopped at its cap leaves the warm-up not converged (the
+    estimator warns). Nothing else is adapted: the metric follows the chains by construction.
     With ``num_steps`` the transport runs that many steps and the settling
     :data:`KRON_SETTLE`; with ``fixed_step`` both phases keep ``params.step_size``.
     """
@@ -368,7 +369,8 @@ def kron_warmup(
         "distance_after": round(mean_distance(moved.state.position, params.center), 4),
     }  # fmt: skip
     return replace(
-        settled, converged=moved.converged, step_sizes=(eps_t, eps_d), transport=record,
+        settled, converged=moved.converged and settled.converged, step_sizes=(eps_t, eps_d),
+        transport=record,
         earlier=(replace(moved, state=None),),
     )  # fmt: skip
 
