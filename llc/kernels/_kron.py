@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["BlockMetric", "apply_power", "layer_metric"]
+__all__ = ["BlockMetric", "apply_power", "langevin_move", "layer_metric"]
 
 
 class BlockMetric(NamedTuple):
@@ -84,7 +84,7 @@ def output_moments(position: torch.Tensor, layers) -> list[torch.Tensor]:
     acc = torch.eye(last, dtype=position.dtype, device=position.device).expand(c, last, last)
     out = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
-        out[i] = acc.transpose(1, 2) @ acc
+        out[i] = acc if i == len(layers) - 1 else acc.transpose(1, 2) @ acc
         acc = acc @ _weights(position, layers[i])
     return out
 
@@ -105,15 +105,22 @@ def layer_metric(position, layers, inputs, nbeta, localization) -> tuple[BlockMe
 
 
 def _eigh_by_size(mats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``torch.linalg.eigh`` of each (chain, k, k) matrix, one call per size k."""
+    """``torch.linalg.eigh`` of each (chain, k, k) matrix, one batch per size k; a matrix the
+    chains share (expanded, stride 0 over chains: the first layer's input moment, the top
+    layer's identity) is decomposed once."""
     out: list = [None] * len(mats)
     sizes: dict[int, list[int]] = {}
     for i, m in enumerate(mats):
-        sizes.setdefault(m.shape[-1], []).append(i)
+        if m.stride(0) == 0:
+            vals, vecs = torch.linalg.eigh(m[0])
+            out[i] = (vals.expand(m.shape[0], -1), vecs.expand_as(m))
+        else:
+            sizes.setdefault(m.shape[-1], []).append(i)
     for group in sizes.values():
-        vals, vecs = torch.linalg.eigh(torch.stack([mats[i] for i in group]))
+        vals, vecs = torch.linalg.eigh(torch.cat([mats[i] for i in group]))
+        c = mats[group[0]].shape[0]
         for j, i in enumerate(group):
-            out[i] = (vals[j], vecs[j])
+            out[i] = (vals[j * c : (j + 1) * c], vecs[j * c : (j + 1) * c])
     return out
 
 
@@ -126,16 +133,40 @@ def _per_chain(value, like: torch.Tensor):
 def apply_power(metric: tuple[BlockMetric, ...], layers, vec: torch.Tensor, power: float):
     """``M^power vec`` for a flat ``vec`` (chain, D) laid out as the layers (a new tensor)."""
     out = torch.empty_like(vec)
-    c = vec.shape[0]
     for (u, v, d), layer in zip(metric, layers):
-        block = vec[:, layer.weight].view(c, *layer.shape)
-        if layer.bias is not None:
-            block = torch.cat([block, vec[:, layer.bias].unsqueeze(2)], dim=2)
-        t = u.transpose(1, 2) @ block @ v
-        t = u @ (t * d.pow(power)) @ v.transpose(1, 2)
-        if layer.bias is None:
-            out[:, layer.weight] = t.reshape(c, -1)
-        else:
-            out[:, layer.weight] = t[:, :, :-1].reshape(c, -1)
-            out[:, layer.bias] = t[:, :, -1]
+        t = u.transpose(1, 2) @ _block(vec, layer) @ v
+        _scatter(out, u @ (t * d.pow(power)) @ v.transpose(1, 2), layer)
     return out
+
+
+def langevin_move(metric: tuple[BlockMetric, ...], layers, grad, noise, step_size: float):
+    """``−(ε/2) M⁻¹ grad + √ε M^{−1/2} noise`` for flat ``grad``, ``noise`` (chain, D): both in
+    the eigenbases at once, one transform back (a new tensor)."""
+    out = torch.empty_like(grad)
+    half, root = 0.5 * step_size, step_size**0.5
+    for (u, v, d), layer in zip(metric, layers):
+        ut = u.transpose(1, 2)
+        tg = ut @ _block(grad, layer) @ v
+        tn = ut @ _block(noise, layer) @ v
+        r = d.rsqrt()
+        t = u @ ((root * tn - half * r * tg) * r) @ v.transpose(1, 2)
+        _scatter(out, t, layer)
+    return out
+
+
+def _block(vec: torch.Tensor, layer) -> torch.Tensor:
+    """Block l of a flat ``vec`` (chain, D): ``[W | b]`` (chain, out, in') as the metric's."""
+    block = vec[:, layer.weight].view(vec.shape[0], *layer.shape)
+    if layer.bias is None:
+        return block
+    return torch.cat([block, vec[:, layer.bias].unsqueeze(2)], dim=2)
+
+
+def _scatter(out: torch.Tensor, t: torch.Tensor, layer) -> None:
+    """Write block ``t`` (chain, out, in') into the flat ``out`` (chain, D)."""
+    c = out.shape[0]
+    if layer.bias is None:
+        out[:, layer.weight] = t.reshape(c, -1)
+    else:
+        out[:, layer.weight] = t[:, :, :-1].reshape(c, -1)
+        out[:, layer.bias] = t[:, :, -1]

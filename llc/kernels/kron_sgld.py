@@ -46,7 +46,7 @@ from typing import NamedTuple
 import torch
 
 from ._common import StepInfo, check_common, check_positions, step_info
-from ._kron import apply_power, layer_metric
+from ._kron import langevin_move, layer_metric
 from ._langevin import SCHEMES, potential_grad
 
 __all__ = [
@@ -150,8 +150,7 @@ def step(
     zeta = noise.double()
     if params.scheme == "leimkuhler_matthews":
         zeta = 0.5 * (state.noise.double() + zeta)
-    new = w - (0.5 * eps) * apply_power(m, params.layers, g, -1.0)
-    new = new + math.sqrt(eps) * apply_power(m, params.layers, zeta, -0.5)
+    new = w + langevin_move(m, params.layers, g, zeta, eps)
     moved = KronSGLDState(new.to(state.position.dtype), noise, new)
     return moved, step_info(state.position, grad, params, None)
 

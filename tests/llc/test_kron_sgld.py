@@ -14,7 +14,7 @@ from torch import nn
 
 import llc
 from llc.kernels import kron_sgld
-from llc.kernels._kron import apply_power, layer_metric
+from llc.kernels._kron import apply_power, langevin_move, layer_metric
 from llc.potential import Potential
 from theory import dln_gibbs_llc
 from theory.models import normal_form_teacher, teacher_student_data
@@ -96,6 +96,17 @@ def test_metric_powers_are_consistent_with_biases():
     torch.testing.assert_close(half, apply_power(m, pot.layers, v, -1.0))
     torch.testing.assert_close(apply_power(m, pot.layers, apply_power(m, pot.layers, v, -1.0),
                                            1.0), v)  # fmt: skip
+
+
+def test_langevin_move_is_the_metric_drift_plus_its_noise():
+    pot, x, w, gen = _mlp_points(3, seed=4)
+    grad, noise = torch.randn(2, 3, pot.dim, generator=gen, dtype=torch.float64)
+    m = layer_metric(w, pot.layers, x, 5.0, 0.1)
+    eps = 0.03
+    expected = -0.5 * eps * apply_power(m, pot.layers, grad, -1.0) + math.sqrt(eps) * apply_power(
+        m, pot.layers, noise, -0.5
+    )
+    torch.testing.assert_close(langevin_move(m, pot.layers, grad, noise, eps), expected)
 
 
 def test_float32_chains_keep_moves_below_their_rounding():
