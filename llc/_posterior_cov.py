@@ -17,6 +17,7 @@ import torch
 
 from ._data import prepare_data
 from .estimator import _estimate, _warn_frozen, estimate_llc
+from .kernels import evaluation_dtype
 from .observables import ProbeLosses, _moved, record_due
 from .potential import Potential
 from .settings import LLCSettings
@@ -259,7 +260,8 @@ def posterior(model, data, kw: dict) -> tuple[Potential, LLCSettings]:
     settings = LLCSettings(**{f.name: a[f.name] for f in fields(LLCSettings)})
     pot = Potential(
         model, data, loss=a["loss"], params=a["params"], divergence=a["divergence"],
-        device=a["device"], dtype=a["dtype"], matmul_precision=a["matmul_precision"],
+        device=a["device"], dtype=evaluation_dtype(settings.sampler, a["dtype"]),
+        matmul_precision=a["matmul_precision"],
     )  # fmt: skip
     if a["params"] is None:
         _warn_frozen(model, stacklevel=4)  # the line that called the public function

@@ -22,7 +22,7 @@ from ._memory import PeakMemory, format_bytes, plan_chain_batch
 from ._precision import check_precision
 from ._precision import matmul_precision as precision_context
 from .adaptation import draws
-from .kernels import Kernel, get_kernel
+from .kernels import Kernel, evaluation_dtype, get_kernel
 from .observables import LLCTrace, LossTrace, MALATrace
 from .potential import Potential
 from .result import LLCResult
@@ -298,7 +298,9 @@ def estimate_llc(
     seed : int or torch.Generator
         Seeds one generator per chain (minibatches and noise). Same seed, same result.
     device, dtype : optional
-        Where and in what precision to sample (default: the model's).
+        Where and in what precision to sample (default: the model's; float64 with
+        ``sampler="kron_sgld"``: a deep network's posterior can be narrower than float32's
+        spacing in its stiff directions, and float32 evaluations there heat the chains).
     progress : bool
         Show tqdm progress bars.
     chain_batch : int, optional
@@ -474,6 +476,7 @@ def estimate_llc(
             )  # fmt: skip
         emit(result)
         return result
+    dtype = evaluation_dtype(s.sampler, dtype)
     if isinstance(data, Streamed):
         check_streamed_settings(batch_size, observables)
         pot = StreamedPotential(

@@ -30,6 +30,7 @@ from ._carry import Carry
 from ._precision import check_precision
 from .adaptation.step_size import SETTLED
 from .estimator import _estimate
+from .kernels import evaluation_dtype
 from .potential import Potential
 from .settings import DEFAULT_LOCALIZATION, LLCSettings
 from .trajectory import LLCTrajectory, TrackRecord
@@ -117,8 +118,11 @@ class _Engine:
         self.data, self.loss = data, loss
         self.pot_kwargs = {k: kwargs.pop(k) for k in _POTENTIAL_KEYS if k in kwargs}
         self.observables = tuple(kwargs.pop("observables", ()))
-        LLCSettings(**kwargs)  # unknown names raise TypeError, bad values ValueError now
+        first = LLCSettings(**kwargs)  # unknown names raise TypeError, bad values ValueError now
         check_precision(self.pot_kwargs.get("matmul_precision"))
+        dtype = evaluation_dtype(first.sampler, self.pot_kwargs.get("dtype"))
+        if dtype is not None:
+            self.pot_kwargs["dtype"] = dtype
         self.kwargs, self.warm_start, self.eval_mode, self.keep = (
             kwargs,
             warm_start,

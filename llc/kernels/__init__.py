@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from . import kron_sgld, rmsprop_sgld, sgld, sgnht, underdamped
 from ._common import StepInfo
 from ._langevin import mala_log_acceptance, potential_grad
@@ -26,6 +28,7 @@ __all__ = [
     "KERNELS",
     "Kernel",
     "StepInfo",
+    "evaluation_dtype",
     "get_kernel",
     "kron_sgld",
     "mala_log_acceptance",
@@ -52,6 +55,9 @@ class Kernel:
     minibatch_heating : callable or None
         ``(params, Var(∇L_B)) -> h`` per coordinate, for kernels that take a noise scale
         ``params.noise_scale = √(1 − h)`` cancelling the heating by minibatch noise.
+    evaluation_dtype : torch.dtype or None
+        The dtype of the chains and the evaluations when the caller names none (None: the
+        model's).
     """
 
     name: str
@@ -64,6 +70,7 @@ class Kernel:
     langevin: bool = False
     learns_metric: bool = False
     minibatch_heating: Callable | None = None
+    evaluation_dtype: torch.dtype | None = None
 
     @property
     def compensates_noise(self) -> bool:
@@ -92,7 +99,12 @@ KERNELS: dict[str, Kernel] = {
         learns_metric=True,
         minibatch_heating=sgld.minibatch_heating,
     ),  # fmt: skip
-    "kron_sgld": _kernel("kron_sgld", kron_sgld, kron_sgld.KronSGLDParams),
+    "kron_sgld": _kernel(
+        "kron_sgld",
+        kron_sgld,
+        kron_sgld.KronSGLDParams,
+        evaluation_dtype=kron_sgld.EVALUATION_DTYPE,
+    ),  # fmt: skip
     "rmsprop_sgld": _kernel(
         "rmsprop_sgld", rmsprop_sgld, rmsprop_sgld.RMSpropSGLDParams, langevin=True
     ),
@@ -105,6 +117,11 @@ KERNELS: dict[str, Kernel] = {
         minibatch_heating=underdamped.minibatch_heating,
     ),  # fmt: skip
 }
+
+
+def evaluation_dtype(sampler: str, dtype: torch.dtype | None) -> torch.dtype | None:
+    """``dtype`` if given, else the default of the kernel ``sampler`` (None: the model's)."""
+    return dtype if dtype is not None else get_kernel(sampler).evaluation_dtype
 
 
 def get_kernel(name: str) -> Kernel:

@@ -171,6 +171,18 @@ def test_same_seed_same_draws():
     assert a.config["transport"]["kind"] == "kron_sgld"
 
 
+def test_evaluates_in_float64_unless_told_otherwise():
+    teacher = normal_form_teacher((3, 3, 3, 3), 1, seed=0, dtype=torch.float32)
+    data = teacher_student_data(teacher, 500, 3, seed=0, dtype=torch.float32)
+    kw = dict(sampler="kron_sgld", seed=4, num_burnin=100, num_draws=50, progress=False)
+    assert llc.estimate_llc(teacher, data, **kw).config["dtype"] == "torch.float64"
+    assert next(teacher.parameters()).dtype == torch.float32  # the model is left alone
+    told = llc.estimate_llc(teacher, data, dtype=torch.float32, **kw)
+    assert told.config["dtype"] == "torch.float32"
+    sgld = llc.estimate_llc(teacher, data, **{**kw, "sampler": "sgld"})
+    assert sgld.config["dtype"] == "torch.float32"
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_estimate_matches_the_exact_gibbs_target(seed):
     """λ̂ against λ_n of the exact Gibbs sampler on a deep linear network (3 layers, rank 1):
