@@ -291,10 +291,10 @@ def estimate_llc(
         The kernel (:mod:`llc.kernels`). ``"kron_sgld"`` moves each layer of a plain MLP with
         a Kronecker metric built from the other layers (:mod:`llc.kernels.kron_sgld`): it
         crosses the funnel of a deep network's posterior that SGLD cannot (on
-        ``python -m llc validate --large``, seed 0: +0.8 to +1.6 % against the exact λ_n on
-        three DLNs where SGLD is −1.4 to −6.1 %, and +5.0 % on DLN 70x7 where SGLD is −9.2 %),
-        at 3–5× the cost per step. It is an option: its calls take 2.5–7 minutes there, against
-        under one minute for SGLD. Its warm-up is :func:`llc.warmup.kron_warmup`.
+        ``python -m llc validate --large``, seed 0: +0.6 to +2.6 % against the exact λ_n on
+        four DLNs where SGLD is −1.4 to −9.2 %), at 3–5× the cost per step, in float64. It
+        is an option: its calls take 2.5–7 minutes there, against under one minute for SGLD.
+        Its warm-up is :func:`llc.warmup.kron_warmup`.
     seed : int or torch.Generator
         Seeds one generator per chain (minibatches and noise). Same seed, same result.
     device, dtype : optional
